@@ -1,0 +1,1 @@
+"""cvtriton_core: the async pipeline behind cvtriton-tui. Imports no UI library (a test proves it)."""

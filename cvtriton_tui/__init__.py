@@ -1,0 +1,1 @@
+"""cvtriton_tui: the Textual wizard and the headless command line."""
