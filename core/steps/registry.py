@@ -1,0 +1,62 @@
+"""Step names in pipeline order and how to build each one from the run's options.
+
+Later stages register here too, so ``cvtriton-tui run --steps a,b`` and the wizard share one list.
+Builders import their step modules lazily: importing the registry costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cvtriton_core.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: Path | None = None      # import step source
+    image: Path | None = None      # test step image
+    images: Path | None = None     # upload step folder
+    requests: int = 5
+
+
+def _import(o: RunOptions) -> Any:
+    from cvtriton_core.steps.local_target import ImportModel
+    return ImportModel(o.model)
+
+
+def _repository(o: RunOptions) -> Any:
+    from cvtriton_core.steps.local_target import WriteRepository
+    return WriteRepository()
+
+
+def _serve_local(o: RunOptions) -> Any:
+    from cvtriton_core.steps.local_target import ServeLocal
+    return ServeLocal()
+
+
+def _test(o: RunOptions) -> Any:
+    from cvtriton_core.steps.local_target import TestModel
+    if o.image is None:
+        raise UserError("the test step needs an image", "pass --image PATH")
+    return TestModel(o.image, requests=o.requests)
+
+
+BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
+    "import": _import,
+    "repository": _repository,
+    "serve-local": _serve_local,
+    "test": _test,
+}
+STEP_NAMES: tuple[str, ...] = tuple(BUILDERS)
+
+
+def build_steps(names: list[str], options: RunOptions) -> list[Any]:
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        raise UserError(f"unknown step {unknown[0]!r}", "choose from " + ", ".join(STEP_NAMES))
+    order = {name: i for i, name in enumerate(STEP_NAMES)}
+    if [order[n] for n in names] != sorted(order[n] for n in names):
+        raise UserError("steps are out of order", "list them in this order: " + ", ".join(STEP_NAMES))
+    return [BUILDERS[n](options) for n in names]

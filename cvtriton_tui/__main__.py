@@ -1,0 +1,3 @@
+from cvtriton_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""``cvtriton-tui`` entry point: no sub-command opens the wizard; ``local`` and ``run`` are headless.
+
+Headless commands print events (human lines on stderr, or JSON) and exit 0 on success, 1 when a step failed,
+2 for bad input — always with one line naming the cause and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvtriton-tui",
+        description="Custom Vision -> Triton on Azure ML, as a terminal wizard. Without a command, opens the wizard.",
+    )
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: ./.env)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where artifacts and run state go (default: ./.cvtriton)")
+    sub = parser.add_subparsers(dest="command")
+
+    local = sub.add_parser("local", help="serve a model in a real Triton on this machine and test it (no Azure)")
+    local.add_argument("--model", type=Path, help="export zip, folder with model.onnx + labels.txt, or .onnx "
+                       "(default: the generated sample colour classifier)")
+    local.add_argument("--image", type=Path, help="test image (default: a sample image)")
+    local.add_argument("--requests", type=int, default=5, help="timed requests for the latency figure (default 5)")
+    local.add_argument("--json", action="store_true", help="print exactly one JSON object with the result on stdout")
+
+    from cvtriton_core.steps.registry import STEP_NAMES
+
+    run = sub.add_parser("run", help="run pipeline steps headless (CI)")
+    run.add_argument("--steps", required=True, help="comma-separated, in order; known: " + ",".join(STEP_NAMES))
+    run.add_argument("--images", type=Path, help="image folder for a new project (upload step)")
+    run.add_argument("--model", type=Path, help="model for the import step (default: <workdir>/export)")
+    run.add_argument("--image", type=Path, help="test image for the test step")
+    run.add_argument("--json", action="store_true", help="one JSON object per event per line on stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    workdir = args.workdir or Path(".cvtriton")
+    try:
+        if args.command == "local":
+            from cvtriton_tui.headless import run_local
+
+            return asyncio.run(run_local(args, workdir))
+        if args.command == "run":
+            from cvtriton_tui.headless import run_pipeline
+
+            return asyncio.run(run_pipeline(args, workdir))
+        from cvtriton_tui.app import run_app
+
+        return run_app(env_file=args.env_file, workdir=workdir)
+    except KeyboardInterrupt:
+        print("cvtriton-tui: interrupted — run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last guard: one line, never a traceback
+        from cvtriton_core.errors import UserError
+        from cvtriton_core.redact import redact
+
+        if isinstance(exc, UserError):
+            print(f"cvtriton-tui: {redact(exc.one_line())}", file=sys.stderr)
+            return exc.exit_code
+        print(f"cvtriton-tui: unexpected {type(exc).__name__}: {redact(str(exc))[:300]} — please report this",
+              file=sys.stderr)
+        return 1
+
+
+def print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
