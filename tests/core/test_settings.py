@@ -1,0 +1,90 @@
+"""Settings: every facts.md variable known, problems named one per line, secrets masked, atomic save + backup."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cvtriton_core.errors import SettingsError
+from cvtriton_core.settings import BY_NAME, Settings, save_env
+
+FACTS_VARIABLES = [
+    "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZURE_LOCATION", "VISION_TRAINING_KEY",
+    "VISION_TRAINING_ENDPOINT", "VISION_PREDICTION_KEY", "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_RESOURCE_ID", "VISION_PROJECT_NAME", "VISION_PUBLISH_ITERATION_NAME",
+    "VISION_ITERATION_ID", "VISION_PROJECT_ID", "ENDPOINT_NAME", "MODEL_NAME", "MODEL_VERSION",
+    "AZURE_SUBSCRIPTION_ID",
+]
+KEY = "0123456789abcdef0123456789abcdef"
+GOOD = {
+    "AZURE_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+    "AZUREML_RESOURCE_GROUP": "rg-vision",
+    "AZUREML_WORKSPACE": "ws-vision",
+    "AZURE_LOCATION": "westeurope",
+    "VISION_TRAINING_ENDPOINT": "https://cv.cognitiveservices.azure.com/",
+    "VISION_TRAINING_KEY": KEY,
+    "VISION_PROJECT_NAME": "birds",
+    "ENDPOINT_NAME": "cv-triton",
+}
+
+
+def test_every_facts_variable_is_known():
+    assert set(FACTS_VARIABLES) <= set(BY_NAME)
+
+
+def test_complete_settings_have_no_problems():
+    assert Settings(GOOD).problems("azure") == []
+
+
+def test_missing_and_wrong_values_are_named():
+    settings = Settings({**GOOD, "AZURE_SUBSCRIPTION_ID": "not-a-guid", "ENDPOINT_NAME": "9bad_name"})
+    del_settings = Settings({k: v for k, v in settings.items() if k != "AZUREML_WORKSPACE"})
+    messages = [p.message for p in del_settings.problems("azure")]
+    assert any(m.startswith("AZUREML_WORKSPACE is not set") for m in messages)
+    assert any(m.startswith("AZURE_SUBSCRIPTION_ID='not-a-guid' is not valid") for m in messages)
+    assert any(m.startswith("ENDPOINT_NAME") for m in messages)
+    assert all("\n" not in m for m in messages)
+
+
+def test_local_target_needs_no_azure():
+    assert Settings({}).problems("local") == []
+
+
+def test_secret_never_in_repr_or_problem():
+    settings = Settings({**GOOD, "VISION_TRAINING_KEY": "has spaces " + KEY})
+    assert KEY not in repr(settings) and KEY not in str(settings)
+    problems = " ".join(p.message for p in settings.problems("azure"))
+    assert "VISION_TRAINING_KEY" in problems and KEY not in problems
+
+
+def test_require_raises_one_line():
+    with pytest.raises(SettingsError) as err:
+        Settings({}).require("VISION_TRAINING_KEY")
+    assert "VISION_TRAINING_KEY is not set" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_defaults():
+    assert Settings({}).get("MODEL_NAME") == "customvision" and Settings({}).get("MODEL_VERSION") == "1"
+
+
+def test_save_keeps_comments_order_and_backup(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# my settings\nVISION_PROJECT_NAME=birds\nexport AZURE_LOCATION=westeurope\nOTHER=1\n")
+    backup = save_env(env, {"VISION_PROJECT_ID": "11111111-2222-3333-4444-555555555555",
+                            "AZURE_LOCATION": "northeurope", "VISION_PROJECT_NAME": "my birds #1"})
+    text = env.read_text()
+    assert text.splitlines()[0] == "# my settings"
+    assert "AZURE_LOCATION=northeurope" in text and "OTHER=1" in text
+    assert text.rstrip().endswith("VISION_PROJECT_ID=11111111-2222-3333-4444-555555555555")
+    assert backup and backup.read_text().startswith("# my settings\nVISION_PROJECT_NAME=birds")
+    reloaded = Settings.load(env)
+    assert reloaded["VISION_PROJECT_NAME"] == "my birds #1"
+    assert oct(os.stat(env).st_mode & 0o777) == "0o600"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_load_missing_file_required(tmp_path):
+    with pytest.raises(SettingsError) as err:
+        Settings.load(tmp_path / "nope.env", required=True)
+    assert "not found" in str(err.value)
