@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for cvtriton-tui: system packages, a virtual environment in .venv, the project
+# (editable) with its test extras. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
+  echo "bootstrap: Python >= 3.10 is needed (found $("$PY" --version 2>&1)) — install it or set PYTHON=/path/to/python3" >&2
+  exit 2
+fi
+
+# System packages the tests and the local target use (Debian names).
+APT_PACKAGES=(${CVTRITON_APT_PACKAGES:-})
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "bootstrap: missing system packages: ${missing[*]} — install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "bootstrap: ready — .venv/bin/cvtriton-tui (wizard), .venv/bin/cvtriton-tui local (no Azure needed)" >&2
