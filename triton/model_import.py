@@ -210,6 +210,9 @@ def _build(source: Path, staging: Path, max_unpacked_bytes: int) -> ImportedMode
     found = _locate(source, staging, max_unpacked_bytes)
     warnings: list[str] = []
     labels = read_labels(found["labels.txt"]) if "labels.txt" in found else None
+    if labels == ():
+        labels = None
+        warnings.append("labels.txt is empty and was ignored")
     metadata = _read_metadata(found.get("metadata_properties.json"), warnings)
     original = load_model(found["model.onnx"])
     _check_no_external_data(original)
@@ -221,8 +224,12 @@ def _build(source: Path, staging: Path, max_unpacked_bytes: int) -> ImportedMode
             warnings.append("no labels.txt: predictions will be named class_0, class_1, ... "
                             "(put the export's labels.txt next to the model to name them)")
     servable, changes = make_servable(original)
+    missing = {k: v for k, v in metadata.items() if k not in {p.key for p in servable.metadata_props}}
+    if missing:       # keep the imported model self-describing: a re-import needs no export folder
+        servable.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=v) for k, v in sorted(missing.items()))
+        changes.append(f"metadata from metadata_properties.json stored in the model ({', '.join(sorted(missing))})")
     (staging / "model.onnx").write_bytes(servable.SerializeToString())
-    final = inspect_onnx(servable, info.labels or None, extra_metadata=metadata)
+    final = inspect_onnx(servable, info.labels or None)
     verify_with_onnxruntime(staging / "model.onnx", final)
     (staging / "labels.txt").write_text("".join(f"{label}\n" for label in final.labels), encoding="utf-8")
     shutil.rmtree(staging / "export", ignore_errors=True)

@@ -287,7 +287,7 @@ def build_all_contracts(dest_dir: Path) -> dict[str, Path]:
 COLOUR_LABELS = ("red", "green", "blue", "yellow", "white", "black")
 _COLOUR_PROTOTYPES_RGB = np.array([[0.90, 0.10, 0.10], [0.10, 0.70, 0.20], [0.10, 0.20, 0.90],
                                    [0.95, 0.85, 0.10], [0.95, 0.95, 0.95], [0.05, 0.05, 0.05]], np.float32)
-SAMPLE_IMAGES_DIRNAME = "sample_images"
+SAMPLE_IMAGES_DIRNAME = "images"
 SAMPLE_EXPORT_NAME = "colour-classifier-onnx-export.zip"
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 
@@ -405,7 +405,7 @@ def build_export_zip(model: Path | onnx.ModelProto, labels: tuple[str, ...] | li
 def build_sample_export(dest_dir: Path) -> Path:
     """The README's sample: ``<dest_dir>/colour-classifier-onnx-export.zip`` (a ZipMap-style
     classification export of the dominant-colour classifier) and one JPEG per label in
-    ``<dest_dir>/sample_images/<label>.jpg``. Returns the zip's path."""
+    ``<dest_dir>/images/<label>.jpg``. Returns the zip's path."""
     dest_dir = Path(dest_dir)
     write_sample_images(dest_dir / SAMPLE_IMAGES_DIRNAME)
     return build_export_zip(colour_classifier_model(), COLOUR_LABELS, dest_dir / SAMPLE_EXPORT_NAME,

@@ -21,7 +21,7 @@ def sample_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dominant-colour classifier export zip; its JPEGs are in ``<zip dir>/sample_images``."""
+    """The dominant-colour classifier export zip; its JPEGs are in ``<zip dir>/images`` (SAMPLE_IMAGES_DIRNAME)."""
     return build_sample_export(tmp_path_factory.mktemp("sample_export"))
 
 

@@ -123,6 +123,30 @@ def test_a_new_import_replaces_the_previous_one(sample_models, sample_export, tm
     assert listing(tmp_path / "work") == ["model", "model/labels.txt", "model/model.onnx"]
 
 
+def test_reimporting_an_imported_folder_changes_nothing(sample_models, tmp_path):
+    bare = tmp_path / "bare" / "s1.onnx"
+    bare.parent.mkdir()
+    shutil.copy(sample_models["detection_s1"], bare)
+    first = import_model(bare, tmp_path / "a")                                    # no labels known
+    assert first.labels == () and (first.onnx_path.parent / "labels.txt").read_text() == ""
+    again = import_model(first.onnx_path.parent, tmp_path / "b")
+    assert again.info == first.info and again.onnx_path.read_bytes() == first.onnx_path.read_bytes()
+    assert any("empty" in w for w in again.warnings)
+
+
+def test_export_json_metadata_is_stored_in_the_imported_model(tmp_path, make_zip):
+    model = classifier_model("float")
+    del model.metadata_props[:]                           # pixel flags only in metadata_properties.json
+    path = make_zip({"model.onnx": model.SerializeToString(), "labels.txt": "a\nb\nc\n",
+                     "metadata_properties.json": json.dumps({"Image.BitmapPixelFormat": "Bgr8",
+                                                             "Image.NominalPixelRange": "NominalRange_0_255"})})
+    imported = import_model(path, tmp_path / "a")
+    assert (imported.info.channels_bgr, imported.info.range_0_255) == (True, True)
+    props = {p.key: p.value for p in onnx.load(str(imported.onnx_path)).metadata_props}
+    assert props["Image.BitmapPixelFormat"] == "Bgr8"
+    assert import_model(imported.onnx_path.parent, tmp_path / "b").info == imported.info
+
+
 def test_fp16_and_dynamic_batch_models_import(sample_models, tmp_path):
     fp16 = import_model(sample_models["classification_fp16"], tmp_path / "a").info
     assert fp16.input_is_fp16 and fp16.outputs[0].dtype == "float16"
