@@ -167,6 +167,15 @@ class Settings(Mapping[str, str]):
                     found.append(Problem(var.name, f"{var.name}={shown} is not valid — expected {expected}"))
         return found
 
+    def require_valid(self, *names: str) -> None:
+        """Raise for the first of ``names`` that is set (or defaulted) to an invalid value."""
+        for name in names:
+            var, value = BY_NAME[name], self.get(name)
+            expected = var.check(value) if (value and var.check) else None
+            if expected:
+                shown = mask(value) if var.secret else repr(value)
+                raise SettingsError(f"{name}={shown} is not valid", f"expected {expected}")
+
     def require(self, *names: str) -> None:
         """Raise one SettingsError naming the first problem among ``names``."""
         issues = self.problems(names=names)

@@ -58,20 +58,17 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
         if path is not None and not Path(path).exists():
             raise UserError(f"{flag} {path} does not exist", f"give an existing file for {flag}")
     if model is None:
-        from cvtriton_triton.sample_models import build_sample_export
+        from cvtriton_triton.sample_models import SAMPLE_IMAGES_DIRNAME, build_sample_export
 
         sample_dir = workdir / "sample"
         model = build_sample_export(sample_dir)
         if image is None:
-            image = sorted((sample_dir / "images").glob("*.jpg"))[0]
+            image = sorted((sample_dir / SAMPLE_IMAGES_DIRNAME).glob("*.jpg"))[0]
         print(f"No --model given: using the sample colour classifier {model}", file=sys.stderr)
     if image is None:
         raise UserError("no test image", "pass --image PATH (any JPEG or PNG)")
     settings = Settings.load(args.env_file)
-    bad = settings.problems(target="local", names=["MODEL_NAME", "MODEL_VERSION"])
-    bad = [p for p in bad if settings._values.get(p.name)]  # only values the user set wrongly
-    if bad:
-        raise UserError(bad[0].message)
+    settings.require_valid("MODEL_NAME", "MODEL_VERSION")
     run = RunContext.create(settings, workdir / "local")
     options = RunOptions(model=Path(model), image=Path(image), requests=args.requests)
     steps = build_steps(["import", "repository", "serve-local", "test"], options)

@@ -66,20 +66,20 @@ class ImportModel:
     async def run(self, ctx: StepContext) -> ImportResult:
         from cvtriton_triton.model_import import import_model
 
-        source = self.source
-        if source is None:
-            source = Path(ctx.state.get("export_dir") or ctx.workdir / "export")
+        source = self.source or Path(ctx.state.get("export_dir") or ctx.workdir / "export")
         ctx.progress(f"Reading {source}")
-        imported = await ctx.blocking(import_model, Path(source), ctx.workdir / "model")
-        for warning in getattr(imported, "warnings", ()) or ():
+        imported = await ctx.blocking(import_model, Path(source), ctx.workdir)
+        for warning in imported.warnings:
             ctx.log(warning, level="warning")
-        info = imported.info
+        for change in imported.changes:
+            ctx.log(f"graph rewritten for Triton: {change}")
+        ctx.run.shared["imported"] = imported
         ctx.state.set(onnx_path=imported.onnx_path)
+        info = imported.info
         return ImportResult(
             summary=f"{info.task} model ({info.contract.value}), input {info.input.name} "
                     f"{info.height}x{info.width} {info.input.dtype}, {len(imported.labels)} labels",
-            onnx_path=imported.onnx_path, info=info, labels=tuple(imported.labels),
-            warnings=tuple(getattr(imported, "warnings", ()) or ()),
+            onnx_path=imported.onnx_path, info=info, labels=imported.labels, warnings=imported.warnings,
         )
 
 
@@ -91,20 +91,22 @@ class WriteRepository:
         from cvtriton_triton.model_import import import_model
         from cvtriton_triton.model_repository import write_repository
 
-        name = ctx.settings.get("MODEL_NAME", "customvision")
-        version = ctx.settings.get("MODEL_VERSION", "1")
-        ctx.settings.require("MODEL_NAME", "MODEL_VERSION") if ctx.settings.get("MODEL_NAME") else None
-        onnx_path = ctx.state.get("onnx_path")
-        if not onnx_path:
-            raise UserError("no imported model in this run", "run the import (or export) step first")
-        imported = await ctx.blocking(import_model, Path(onnx_path).parent, ctx.workdir / "model")
+        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION")
+        name = ctx.settings["MODEL_NAME"]
+        version = ctx.settings["MODEL_VERSION"]
+        imported = ctx.run.shared.get("imported")
+        if imported is None:  # resumed run: the import step finished in an earlier process
+            onnx_path = ctx.state.get("onnx_path")
+            if not onnx_path or not Path(onnx_path).exists():
+                raise UserError("no imported model in this run", "run the import step first")
+            imported = await ctx.blocking(import_model, Path(onnx_path).parent, ctx.workdir / "reimport")
         repo = ctx.workdir / "model_repository"
-        config = await ctx.blocking(write_repository, imported, repo, name, version)
-        text = Path(config).read_text(encoding="utf-8")
+        model_dir = await ctx.blocking(write_repository, imported, repo, name, version, replace=True)
+        text = (model_dir / "config.pbtxt").read_text(encoding="utf-8")
         ctx.state.set(repository=repo, model_name=name, model_version=version)
         for line in text.splitlines():
             ctx.log(line, source="config.pbtxt")
-        return RepositoryResult(summary=f"{repo}/{name}/{version}/model.onnx + config.pbtxt",
+        return RepositoryResult(summary=f"{model_dir}/{version}/model.onnx + config.pbtxt",
                                 repository=repo, model_name=name, model_version=version, config_text=text)
 
 
@@ -120,14 +122,14 @@ class ServeLocal:
         server = LocalTritonServer(repo, log=ctx.logger("triton"), workdir=ctx.workdir / "triton")
         ctx.progress("Starting tritonserver")
         await ctx.run.resources.enter_async_context(server)
-        ctx.progress(f"Waiting for model {model}", fraction=0.5)
+        ctx.progress(f"Waiting for model {model} to load")
         await server.wait_ready(model)
         ctx.run.shared["triton_url"] = server.url
         return ServeResult(summary=f"Triton serving {model} at http://{server.url}", url=server.url)
 
 
 class TestModel:
-    """Send one image (then a few timed repeats) through tritonclient with binary tensors."""
+    """Send one image through tritonclient with binary tensors: one warm-up request, then N timed ones."""
 
     name = "test"
     title = "Test with an image"
@@ -142,35 +144,41 @@ class TestModel:
 
     async def run(self, ctx: StepContext) -> TestResult:
         from cvtriton_triton.infer_client import TritonHttpClient
+        from cvtriton_triton.model_repository import read_model_info
         from cvtriton_triton.postprocess import predictions
         from cvtriton_triton.preprocess import load_image, to_tensor
 
         url = self.url or ctx.run.shared.get("triton_url")
         if not url:
             raise UserError("no Triton server to test", "start the local target or deploy first")
-        onnx_path = ctx.state.get("onnx_path")
-        model = ctx.state.get("model_name") or ctx.settings.get("MODEL_NAME", "customvision")
-        info = await ctx.blocking(_model_info, Path(onnx_path)) if onnx_path else None
-        if info is None:
-            raise UserError("no imported model in this run", "run the import step first")
+        repo = ctx.state.get("repository")
+        model = ctx.state.get("model_name")
+        if not repo or not model:
+            raise UserError("no model repository in this run", "run the repository step first")
+        info = await ctx.blocking(read_model_info, Path(repo) / model)
         image = await ctx.blocking(load_image, self.image)
         tensor = await ctx.blocking(to_tensor, image, info)
-        client = TritonHttpClient(url, ssl=self.ssl, headers=self.headers)
         outputs_wanted = [o.name for o in info.outputs]
-        latencies: list[float] = []
-        outputs = None
-        for i in range(self.requests):
-            outputs, ms = await ctx.blocking(client.timed_infer, model, info.input.name, tensor, outputs_wanted)
-            latencies.append(ms)
-            ctx.progress(f"request {i + 1}/{self.requests}: {ms:.1f} ms", done=i + 1, total=self.requests)
+
+        def send_requests() -> tuple[dict, list[float]]:
+            # tritonclient.http (geventhttpclient) binds its connections to one thread: create, use and
+            # close the client inside this single worker thread.
+            client = TritonHttpClient(url, ssl=self.ssl, headers=self.headers)
+            try:
+                outputs, first_ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
+                ctx.log(f"first request (warm-up, not counted): {first_ms:.1f} ms", source="test")
+                timings: list[float] = []
+                for i in range(self.requests):
+                    _, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
+                    timings.append(ms)
+                    ctx.progress(f"request {i + 1}/{self.requests}: {ms:.1f} ms", done=i + 1, total=self.requests)
+                return outputs, timings
+            finally:
+                client.close()
+
+        outputs, latencies = await ctx.blocking(send_requests)
         preds = tuple(predictions(outputs, info))
         best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
         median = statistics.median(latencies)
         return TestResult(summary=f"{best} ({median:.1f} ms median)", model=model, task=info.task,
                           image=self.image, predictions=preds, latency_ms=median, latencies_ms=tuple(latencies))
-
-
-def _model_info(onnx_path: Path) -> ModelInfo:
-    from cvtriton_triton.model_import import import_model
-
-    return import_model(onnx_path.parent, onnx_path.parent.parent / "model").info
