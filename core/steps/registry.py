@@ -17,8 +17,34 @@ from cvtriton_core.errors import UserError
 class RunOptions:
     model: Path | None = None      # import step source
     image: Path | None = None      # test step image
-    images: Path | None = None     # upload step folder
+    images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
+    domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
+
+
+def _project(o: RunOptions) -> Any:
+    from cvtriton_core.steps.customvision_steps import ChooseProject
+    return ChooseProject(o.images, o.domain)
+
+
+def _upload(o: RunOptions) -> Any:
+    from cvtriton_core.steps.customvision_steps import UploadImages
+    return UploadImages(o.images)
+
+
+def _train(o: RunOptions) -> Any:
+    from cvtriton_core.steps.customvision_steps import TrainIteration
+    return TrainIteration()
+
+
+def _publish(o: RunOptions) -> Any:
+    from cvtriton_core.steps.customvision_steps import PublishIteration
+    return PublishIteration()
+
+
+def _export(o: RunOptions) -> Any:
+    from cvtriton_core.steps.customvision_steps import ExportIteration
+    return ExportIteration()
 
 
 def _import(o: RunOptions) -> Any:
@@ -44,6 +70,11 @@ def _test(o: RunOptions) -> Any:
 
 
 BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
+    "project": _project,
+    "upload": _upload,
+    "train": _train,
+    "publish": _publish,
+    "export": _export,
     "import": _import,
     "repository": _repository,
     "serve-local": _serve_local,

@@ -1,0 +1,378 @@
+"""Pipeline steps for Custom Vision: ``project``, ``upload``, ``train``, ``publish``, ``export``.
+
+Each step reads what earlier steps left in the run state, does its part through
+:class:`~cvtriton_core.adapters.customvision.CustomVisionService`, and records what it did, so running the
+same command again (after an interruption or a success) repeats no work: the project is found, not created
+again; uploaded images are skipped; an iteration that is training is waited for, one that is up to date is
+reused; an export of the same flavor is downloaded, not requested again. The project and iteration IDs are
+written back into the ``.env`` file (atomically, keeping ``.env.bak``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cvtriton_core.adapters.customvision import CustomVisionService, IterationInfo
+from cvtriton_core.adapters.customvision_ops import DownloadRefused
+from cvtriton_core.adapters.customvision_types import ONNX_FLAVORS, domain_type
+from cvtriton_core.adapters.export_download import safe_extract, verify_export_zip
+from cvtriton_core.errors import SettingsError, UserError
+from cvtriton_core.image_folder import FolderPlan, scan_image_folder
+from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import save_env
+from cvtriton_core.steps import customvision_upload as up
+
+
+@dataclass(frozen=True)
+class ProjectResult:
+    summary: str
+    project_id: str
+    name: str
+    task: str
+    domain_name: str
+    created: bool
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    summary: str
+    uploaded: int
+    duplicates: int
+    already_uploaded: int
+    batches: int
+    tags: dict[str, int]
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    summary: str
+    iteration_id: str
+    iteration_name: str
+    trained: bool
+    precision: float | None
+    recall: float | None
+    average_precision: float | None
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    summary: str
+    iteration_id: str
+    publish_name: str
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    summary: str
+    export_dir: Path
+    zip_path: Path
+    flavor: str
+    files: tuple[str, ...]
+    reused_export: bool
+    skipped: bool = False
+
+
+def _service(ctx: StepContext) -> CustomVisionService:
+    return CustomVisionService.from_settings(ctx.settings, notify=ctx.logger("customvision"))
+
+
+def _save_ids(ctx: StepContext, **values: str) -> None:
+    """Write IDs back into the .env file the run was started with (only when they changed)."""
+    changes = {k: v for k, v in values.items() if (ctx.settings.get(k) or "") != v}
+    if not changes:
+        return
+    ctx.run.settings = ctx.settings.with_values(**changes)
+    if ctx.settings.path is not None:
+        backup = save_env(ctx.settings.path, changes)
+        kept = f" (previous file kept as {backup.name})" if backup else ""
+        ctx.log(f"saved {', '.join(f'{k}={v}' for k, v in changes.items())} to {ctx.settings.path}{kept}")
+
+
+def _project_id(ctx: StepContext) -> str:
+    project_id = ctx.state.get("project_id")
+    if not project_id:
+        raise UserError("no Custom Vision project chosen in this run", "run the project step first "
+                        "(--steps project,...) or set VISION_PROJECT_ID")
+    return project_id
+
+
+def _scan(ctx: StepContext, images: Path, task: str | None) -> FolderPlan:
+    """Scan once per run and folder (the project and upload steps both need it)."""
+    key = ("image_plan", str(Path(images).resolve()), task)
+    plan = ctx.run.shared.get(key)
+    if plan is None:
+        plan = scan_image_folder(Path(images), task)
+        ctx.run.shared[key] = plan
+    for warning in plan.warnings:
+        ctx.log(warning, level="warning")
+    plan.raise_for_problems()
+    return plan
+
+
+async def _iteration(ctx: StepContext, cv: CustomVisionService, project_id: str) -> IterationInfo:
+    """The iteration to publish/export: VISION_ITERATION_ID, else this run's training, else the newest trained."""
+    chosen = ctx.settings.get("VISION_ITERATION_ID") or ctx.state.get("iteration_id")
+    if chosen:
+        return await cv.get_iteration(project_id, chosen)
+    done = [i for i in await cv.list_iterations(project_id, with_performance=False) if i.status == "Completed"]
+    if not done:
+        raise UserError("the project has no trained iteration", "run the train step first")
+    ctx.log(f"using the newest trained iteration, {done[0].name} ({done[0].id})")
+    return done[0]
+
+
+class ChooseProject:
+    name = "project"
+    title = "Custom Vision project"
+
+    def __init__(self, images: Path | None = None, domain: str | None = None) -> None:
+        self.images, self.domain = images, domain
+
+    async def run(self, ctx: StepContext) -> ProjectResult:
+        s = ctx.settings
+        for name in ("VISION_PROJECT_ID", "VISION_PROJECT_NAME", "VISION_PROJECT_TASK"):
+            if s.get(name):
+                s.require(name)
+        async with _service(ctx) as cv:
+            ctx.progress(f"Connecting to {cv.endpoint}")
+            project, created = None, False
+            if s.get("VISION_PROJECT_ID"):
+                project = await cv.get_project(s.get("VISION_PROJECT_ID"))
+                if s.get("VISION_PROJECT_NAME") and project.name != s.get("VISION_PROJECT_NAME"):
+                    ctx.log(f"VISION_PROJECT_ID names the project {project.name!r}, not VISION_PROJECT_NAME="
+                            f"{s.get('VISION_PROJECT_NAME')!r}; using the ID", level="warning")
+            else:
+                name = s.get("VISION_PROJECT_NAME")
+                if not name:
+                    raise SettingsError("neither VISION_PROJECT_ID nor VISION_PROJECT_NAME is set",
+                                        "set VISION_PROJECT_NAME to the project to use or create")
+                found = await cv.find_projects(name)
+                if len(found) > 1:
+                    raise UserError(f"{len(found)} Custom Vision projects are named {name!r}",
+                                    "set VISION_PROJECT_ID to the one to use: " + ", ".join(p.id for p in found))
+                project = found[0] if found else None
+                if project is None:
+                    project, created = await self._create(ctx, cv, name), True
+            if not project.exportable:
+                raise UserError(f"project {project.name!r} uses the domain {project.domain_name!r}, which cannot "
+                                "export models, and this project is meant to be deployed",
+                                "choose a project on a compact domain, or switch this one to e.g. 'General "
+                                "(compact)' in the portal's project settings and train again")
+        if ctx.state.get("project_id") not in (None, project.id):
+            ctx.log("the project changed since the last run: earlier iteration and export are forgotten")
+            ctx.state.set(iteration_id=None, training_iteration=None, trained_for=None, export_iteration=None)
+        ctx.state.set(project_id=project.id, project_name=project.name, project_task=project.task)
+        _save_ids(ctx, VISION_PROJECT_ID=project.id, **({"VISION_ITERATION_ID": ""} if created else {}))
+        verb = "created" if created else "using"
+        return ProjectResult(summary=f"{verb} {project.name!r} ({project.task}, {project.domain_name})",
+                             project_id=project.id, name=project.name, task=project.task,
+                             domain_name=project.domain_name, created=created)
+
+    async def _create(self, ctx: StepContext, cv: CustomVisionService, name: str):
+        task = ctx.settings.get("VISION_PROJECT_TASK") or None
+        if self.images is not None:
+            task = (await ctx.blocking(_scan, ctx, self.images, task)).task   # bad folders fail before anything exists
+        elif task is None:
+            raise UserError(f"there is no project named {name!r} and no image folder to create it from",
+                            "pass --images DIR (one sub-folder per tag, or images with regions.csv), or set "
+                            "VISION_PROJECT_TASK")
+        domain_key = self.domain or ctx.settings.get("VISION_PROJECT_DOMAIN")
+        domain_id = None
+        if domain_key:
+            domain = await cv.find_domain(domain_key)
+            if domain is None or domain.type != domain_type(task):
+                names = sorted({d.name for d in await cv.list_domains() if d.type == domain_type(task) and d.exportable})
+                raise UserError(f"{domain_key!r} is not a {domain_type(task)} domain of this resource",
+                                "choose one of " + ", ".join(names))
+            if not domain.exportable:
+                raise UserError(f"the domain {domain.name!r} cannot export models, and this project is meant to be "
+                                "deployed", "choose a compact domain, e.g. 'General (compact)'")
+            domain_id = domain.id
+        ctx.progress(f"Creating project {name!r} ({task})")
+        return await cv.create_project(name, task, domain_id)
+
+
+class UploadImages:
+    name = "upload"
+    title = "Upload images"
+
+    def __init__(self, images: Path | None) -> None:
+        self.images = images
+
+    async def run(self, ctx: StepContext) -> UploadResult:
+        project_id = _project_id(ctx)
+        if self.images is None:
+            if ctx.state.get("upload_digest"):
+                return UploadResult("no --images given: keeping the images uploaded earlier", 0, 0, 0, 0, {}, True)
+            raise UserError("the upload step needs an image folder", "pass --images DIR")
+        plan = await ctx.blocking(_scan, ctx, self.images, ctx.state.get("project_task"))
+        if domain_type(plan.task) != domain_type(ctx.state.get("project_task") or plan.task):
+            raise UserError(f"the folder is laid out for {plan.task} but the project is "
+                            f"{ctx.state.get('project_task')}", "use a matching folder or another project")
+        manifest = up.UploadManifest.for_project(ctx.workdir, project_id)
+        pending = [i for i in plan.images if i.digest not in manifest]
+        digest = up.dataset_digest(plan)
+        if not pending:
+            ctx.state.set(upload_digest=digest)
+            return UploadResult(f"all {len(plan.images)} images were uploaded before", 0, 0, len(plan.images), 0,
+                                plan.tags, skipped=True)
+        async with _service(ctx) as cv:
+            ctx.progress(f"Creating tags ({len(plan.tags)})")
+            tag_ids = await cv.ensure_tags(project_id, list(plan.tags))
+            tally = await self._send(ctx, cv, project_id, pending, tag_ids, manifest)
+        if tally.refused:
+            raise up.refused_error(tally.refused, len(pending))
+        ctx.state.set(upload_digest=digest)
+        already = len(plan.images) - len(pending)
+        return UploadResult(f"{tally.uploaded} new images in {tally.batches} batches ({tally.duplicates} were already "
+                            f"in the project, {already} skipped as uploaded before) to {len(plan.tags)} tags",
+                            tally.uploaded, tally.duplicates, already, tally.batches, plan.tags)
+
+    async def _send(self, ctx, cv, project_id, pending, tag_ids, manifest) -> up.UploadTally:
+        batches = up.batches_for(pending)
+        uploaded = duplicates = done = 0
+        refused: list[str] = []
+        for number, batch in enumerate(batches, 1):
+            built = [await ctx.blocking(up.build_item, image, tag_ids) for image in batch]
+            outcomes = await cv.upload_batch(project_id, [item for item, _ in built])
+            for (item, sent_digest), outcome in zip(built, outcomes):
+                if outcome.uploaded:
+                    manifest.add(sent_digest, outcome.image_id)
+                    uploaded += outcome.status == "OK"
+                    duplicates += outcome.status == "OKDuplicate"
+                else:
+                    refused.append(f"{item.name}: {outcome.status}")
+                    ctx.log(f"{item.name}: {outcome.status}", level="warning")
+            await ctx.blocking(manifest.save)
+            done += len(batch)
+            ctx.progress(f"batch {number}/{len(batches)}: {done}/{len(pending)} images sent", done=done,
+                         total=len(pending))
+        return up.UploadTally(uploaded, duplicates, len(batches), tuple(refused))
+
+
+class TrainIteration:
+    name = "train"
+    title = "Train"
+
+    async def run(self, ctx: StepContext) -> TrainResult:
+        project_id = _project_id(ctx)
+        wanted = ctx.state.get("upload_digest")
+        async with _service(ctx) as cv:
+            pending = ctx.state.get("training_iteration")
+            trained, skipped = True, False
+            if not pending and ctx.state.get("iteration_id") and wanted and ctx.state.get("trained_for") == wanted:
+                it = await cv.get_iteration(project_id, ctx.state.get("iteration_id"), with_performance=True)
+                if it.status == "Completed":
+                    return self._result(ctx, it, trained=False, skipped=True)
+            if pending:
+                ctx.log(f"resuming: waiting for the training started earlier ({pending})")
+                iteration_id = pending
+            else:
+                ctx.progress("Asking Custom Vision to train")
+                started, trained = await cv.train(project_id)
+                iteration_id = started.id
+                ctx.state.set(training_iteration=iteration_id)
+                if not trained:
+                    ctx.log(f"{started.name} is {'up to date' if started.status == 'Completed' else 'already training'}"
+                            "; no new training started")
+            start = time.monotonic()
+            it = await cv.wait_training(project_id, iteration_id, on_poll=lambda i, s: ctx.progress(
+                f"{i.name}: {i.status} ({s:.0f} s)"))
+        ctx.state.set(training_iteration=None, iteration_id=it.id, trained_for=wanted)
+        ctx.log(f"{it.name} trained in {time.monotonic() - start:.0f} s" if trained else f"{it.name} is ready")
+        return self._result(ctx, it, trained=trained, skipped=not trained and not pending)
+
+    @staticmethod
+    def _result(ctx: StepContext, it: IterationInfo, *, trained: bool, skipped: bool) -> TrainResult:
+        _save_ids(ctx, VISION_ITERATION_ID=it.id)
+        scores = ", ".join(f"{k} {v:.1%}" for k, v in (("precision", it.precision), ("recall", it.recall),
+                                                       ("mAP", it.average_precision)) if v is not None)
+        verb = "trained" if trained else "up to date"
+        return TrainResult(f"{it.name} {verb}" + (f": {scores}" if scores else ""), it.id, it.name, trained,
+                           it.precision, it.recall, it.average_precision, skipped=skipped)
+
+
+class PublishIteration:
+    name = "publish"
+    title = "Publish iteration"
+
+    async def run(self, ctx: StepContext) -> PublishResult:
+        project_id = _project_id(ctx)
+        ctx.settings.require("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
+        publish_name = ctx.settings.get("VISION_PUBLISH_ITERATION_NAME")
+        async with _service(ctx) as cv:
+            it = await _iteration(ctx, cv, project_id)
+            ctx.progress(f"Publishing {it.name} as {publish_name!r}")
+            now = await cv.publish(project_id, it.id, publish_name, ctx.settings.get("VISION_PREDICTION_RESOURCE_ID"))
+        ctx.state.set(published_iteration=it.id, publish_name=publish_name)
+        summary = f"{it.name} published as {publish_name!r}" if now else f"{it.name} was already published as " \
+                                                                        f"{publish_name!r}"
+        return PublishResult(summary, it.id, publish_name, skipped=not now)
+
+
+class ExportIteration:
+    name = "export"
+    title = "Export ONNX"
+
+    async def run(self, ctx: StepContext) -> ExportResult:
+        project_id = _project_id(ctx)
+        flavor = _flavor(ctx.settings.get("VISION_EXPORT_FLAVOR"))
+        dest, downloads = ctx.workdir / "export", ctx.workdir / "downloads"
+        async with _service(ctx) as cv:
+            it = await _iteration(ctx, cv, project_id)
+            zip_path = downloads / f"{it.id}-{flavor or 'default'}.zip"
+            if (ctx.state.get("export_iteration"), ctx.state.get("export_flavor")) == (it.id, flavor or "") \
+                    and (dest / "model.onnx").is_file() and zip_path.is_file():
+                return ExportResult(f"{dest} already holds {it.name} ({flavor})", dest, zip_path, flavor or "",
+                                    tuple(sorted(p.name for p in dest.iterdir())), True, skipped=True)
+            if not it.exportable:
+                raise UserError(f"{it.name} cannot be exported (its domain is not a compact domain, or it is not "
+                                "trained)", "use a project on a compact domain such as 'General (compact)'")
+            export, requested = await cv.request_export(project_id, it.id, flavor)
+            ctx.log(f"requested an ONNX {flavor} export of {it.name}" if requested else
+                    f"reusing the existing ONNX {flavor} export of {it.name} ({export.status})")
+            export = await cv.wait_export(project_id, it.id, flavor, on_poll=lambda e, s: ctx.progress(
+                f"Custom Vision is exporting ({s:.0f} s)"))
+            try:
+                await cv.download_export(export.download_uri, zip_path, on_progress=_Throttle(ctx))
+            except DownloadRefused:
+                ctx.log("the download link was refused; asking for a fresh one", level="warning")
+                export = await cv.wait_export(project_id, it.id, flavor)
+                await cv.download_export(export.download_uri, zip_path, on_progress=_Throttle(ctx))
+        names = await ctx.blocking(verify_export_zip, zip_path)
+        await ctx.blocking(safe_extract, zip_path, dest)
+        ctx.state.set(export_dir=dest, export_zip=zip_path, export_iteration=it.id, export_flavor=flavor or "")
+        size = zip_path.stat().st_size
+        return ExportResult(f"{it.name} exported as ONNX {flavor} ({size / 1024:.0f} KiB) into {dest}", dest, zip_path,
+                            flavor or "", tuple(names), not requested)
+
+
+def _flavor(value: str | None) -> str | None:
+    if not value:
+        return None
+    for known in ONNX_FLAVORS:
+        if value.lower() == known.lower():
+            return known
+    raise UserError(f"VISION_EXPORT_FLAVOR={value} is not an ONNX export flavor Custom Vision documents",
+                    "set VISION_EXPORT_FLAVOR to one of " + ", ".join(ONNX_FLAVORS))
+
+
+class _Throttle:
+    """Download progress at most ~10 times a second (called from the download thread)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx, self.last = ctx, 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1 and done != total:
+            return
+        self.last = now
+        of = f" of {total / 1024:.0f}" if total else ""
+        self.ctx.progress(f"Downloading the export: {done / 1024:.0f}{of} KiB", done=done, total=total)
