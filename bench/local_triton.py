@@ -8,6 +8,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from cvtriton_triton.infer_client import TritonHttpClient
 from cvtriton_triton.local_server import LocalTritonServer
 from cvtriton_triton.model_import import import_model
 from cvtriton_triton.model_repository import write_repository
-from cvtriton_triton.preprocess import load_image, to_tensor
+from cvtriton_triton.preprocess import prepare
 
 LABELS = ["a", "b", "c", "d", "e"]
 
@@ -90,7 +91,7 @@ def preprocessing(tmp: Path, info, repeats: int) -> dict:
     Image.fromarray(pixels).save(jpeg, quality=90)
 
     def ours():
-        to_tensor(load_image(jpeg), info)
+        prepare(jpeg, info)
 
     def baseline():  # what a straightforward client does: decode everything, then resize
         with Image.open(jpeg) as im:
@@ -133,13 +134,12 @@ async def main() -> int:
 
         async with LocalTritonServer(tmp / "repo", workdir=tmp / "triton") as server:
             await server.wait_ready("bench")
-            clients = {}
+            per_thread = threading.local()   # tritonclient.http connections belong to one thread
 
             def triton_call():
-                import threading
-                key = threading.get_ident()
-                client = clients.get(key) or clients.setdefault(key, TritonHttpClient(server.url))
-                client.infer("bench", "data", tensor, ["model_output"])
+                if not hasattr(per_thread, "client"):
+                    per_thread.client = TritonHttpClient(server.url)
+                per_thread.client.infer("bench", "data", tensor, ["model_output"])
 
             for c in (1, 8):
                 results["triton"][c] = await asyncio.to_thread(throughput, triton_call, args.requests, c)

@@ -146,7 +146,7 @@ class TestModel:
         from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.model_repository import read_model_info
         from cvtriton_triton.postprocess import predictions
-        from cvtriton_triton.preprocess import load_image, to_tensor
+        from cvtriton_triton.preprocess import prepare
 
         url = self.url or ctx.run.shared.get("triton_url")
         if not url:
@@ -156,8 +156,7 @@ class TestModel:
         if not repo or not model:
             raise UserError("no model repository in this run", "run the repository step first")
         info = await ctx.blocking(read_model_info, Path(repo) / model)
-        image = await ctx.blocking(load_image, self.image)
-        tensor = await ctx.blocking(to_tensor, image, info)
+        tensor = await ctx.blocking(prepare, self.image, info)
         outputs_wanted = [o.name for o in info.outputs]
 
         def send_requests() -> tuple[dict, list[float]]:
