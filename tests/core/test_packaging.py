@@ -1,20 +1,30 @@
-"""Every package folder is listed in pyproject.toml, so a non-editable install ships all of it."""
+"""The installed import names are the unique ones the README promises; no bare `triton` or `core`."""
 
 from __future__ import annotations
 
-import tomllib
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_package_folder_is_listed():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(config["packages"])
-    found = set()
-    for name, folder in config["package-dir"].items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder)
-            found.add(".".join([name, *rel.parts]))
-    assert found == listed
-    assert not {"triton", "core"} & {name.split(".")[0] for name in listed}
+def test_package_dirs_map_to_unique_names():
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    mapping = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PACKAGE_DIRS")
+    assert mapping == {"cvtriton_tui": "cvtriton_tui", "cvtriton_core": "core", "cvtriton_triton": "triton",
+                       "cvtriton_standins": "tests/standins"}
+    for folder in mapping.values():
+        assert (ROOT / folder / "__init__.py").is_file()
+
+
+def test_installed_modules_resolve_to_the_mapped_folders():
+    import cvtriton_core
+    import cvtriton_standins
+    import cvtriton_triton
+    import cvtriton_tui
+
+    assert Path(cvtriton_core.__file__).parent.name == "core"
+    assert Path(cvtriton_triton.__file__).parent.name == "triton"
+    assert Path(cvtriton_standins.__file__).parent.name == "standins"
+    assert Path(cvtriton_tui.__file__).parent.name == "cvtriton_tui"
