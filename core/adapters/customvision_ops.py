@@ -30,13 +30,19 @@ class TrainingOps:
         """Start training; returns (iteration, started). When the service says nothing changed since the last
         training, or a training is already running, that iteration is returned with ``started=False``."""
 
+        before = {i.id for i in await self.list_iterations(project_id, with_performance=False)}
+
         async def running() -> IterationInfo | None:
             its = await self.list_iterations(project_id, with_performance=False)
             return next((i for i in its if i.status not in ("Completed", "Failed")), None)
 
+        async def started_by_us() -> IterationInfo | None:     # a lost response: the new iteration is ours
+            its = await self.list_iterations(project_id, with_performance=False)
+            return next((i for i in its if i.id not in before), None)
+
         try:
             it = await self._call("start training", lambda: iteration_info(self._client().train_project(project_id)),
-                                  safe=False, reconcile=running)
+                                  safe=False, reconcile=started_by_us)
             return it, True
         except ServiceRefusal as refusal:
             code = refusal.code or ""

@@ -62,7 +62,7 @@ class CallFailed(Exception):
 class RetryPolicy:
     budget_s: float = 600.0          # most seconds spent waiting for one call (rate limits, outages)
     base_s: float = 1.0              # first backoff when the service gave no Retry-After
-    cap_s: float = 60.0              # longest single wait
+    cap_s: float = 60.0              # longest backoff step of our own (Retry-After is obeyed as given)
     max_transport_failures: int = 5  # connection failures before giving up
 
 
@@ -92,7 +92,7 @@ async def call_with_retry(fn: Callable[[], T], *, what: str, classify: Callable[
             if transport_failures > policy.max_transport_failures:
                 raise CallFailed(failure, what, gave_up=True, waited_s=waited) from error
         if failure.retry_after_s is not None:
-            wait = min(max(failure.retry_after_s, 0.0), policy.cap_s)
+            wait = max(failure.retry_after_s, 0.0)      # the service's word; the budget below bounds it
         else:
             wait = min(policy.base_s * (2 ** backoff_step), policy.cap_s)
             backoff_step += 1

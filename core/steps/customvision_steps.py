@@ -270,6 +270,10 @@ class TrainIteration:
                 it = await cv.get_iteration(project_id, ctx.state.get("iteration_id"), with_performance=True)
                 if it.status == "Completed":
                     return self._result(ctx, it, trained=False, skipped=True)
+            if pending and (earlier := await cv.get_iteration(project_id, pending)).status == "Failed":
+                ctx.log(f"the earlier training ({earlier.name}) failed: {earlier.training_error or 'no reason given'}; "
+                        "training again", level="warning")
+                pending = None
             if pending:
                 ctx.log(f"resuming: waiting for the training started earlier ({pending})")
                 iteration_id = pending

@@ -54,6 +54,15 @@ class Delays:
 
 
 @dataclass
+class _Hold:
+    op: str
+    skip: int
+    held: threading.Event
+    go: threading.Event
+    process: bool = False
+
+
+@dataclass
 class _Fault:
     remaining: int
     status: int
@@ -102,6 +111,7 @@ class CustomVisionEmulator:
         self.training_key = training_key
         self.store = Store(training_s=self.delays.training_s, export_s=self.delays.export_s, export_zip=build_zip_for)
         self._faults: list[_Fault] = []
+        self._hold: _Hold | None = None
         self._host, self._port = host, port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +128,7 @@ class CustomVisionEmulator:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -149,15 +160,42 @@ class CustomVisionEmulator:
         self._faults.append(_Fault(count, 429, int(retry_after), frozenset(ops) if ops else None, False))
 
     def inject_error(self, status: int = 500, count: int = 1, *, ops: tuple[str, ...] | None = None,
-                     after: bool = False) -> None:
-        """Answer with ``status``; ``after=True`` does the work first and loses the response."""
-        self._faults.append(_Fault(count, status, None, frozenset(ops) if ops else None, after))
+                     after: bool = False, retry_after: int | None = None) -> None:
+        """Answer with ``status`` (and ``Retry-After`` when given, as a 503 may carry); ``after=True`` does the
+        work first and loses the response."""
+        self._faults.append(_Fault(count, status, retry_after, frozenset(ops) if ops else None, after))
 
     def fail_next_training(self, reason: str = "Training failed: the images could not be processed.") -> None:
         self.store.next_training_failure = reason
 
     def fail_next_export(self, reason: str = "Export failed.") -> None:
         self.store.next_export_failure = reason
+
+    def hold(self, op: str, *, skip: int = 0) -> threading.Event:
+        """Keep the next request of ``op`` (after ``skip`` of them) waiting until :meth:`release`, like a slow
+        network; the returned Event is set once a request is being held."""
+        self._hold = _Hold(op, skip, threading.Event(), threading.Event())
+        return self._hold.held
+
+    def release(self, *, process: bool = False) -> None:
+        """Let a held request go on: ``process=False`` drops it (503, nothing done), as if it never arrived."""
+        if self._hold is not None:
+            self._hold.process = process
+            self._hold.go.set()
+
+    def _wait_if_held(self, op: str) -> bool:
+        """False when a held request must be dropped."""
+        with self.store.lock:
+            hold = self._hold
+            if hold is None or hold.op != op or hold.held.is_set():
+                return True
+            if hold.skip > 0:
+                hold.skip -= 1
+                return True
+            hold.held.set()
+        hold.go.wait(timeout=30)
+        self._hold = None
+        return hold.process
 
     def _take_fault(self, op: str) -> _Fault | None:
         with self.store.lock:
@@ -216,20 +254,24 @@ class CustomVisionEmulator:
         self.store.counters[op] += 1
         if (headers.get("Training-Key") or "") != self.training_key:
             return 401, ACCESS_DENIED, {"reason": "Access Denied"}
+        if not self._wait_if_held(op):
+            return 503, {"code": "ErrorUnknown", "message": "The request was dropped."}, {}
         fault = self._take_fault(op)
         if fault is not None and fault.status == 429:
             return 429, {"error": {"code": "429", "message": f"Rate limit is exceeded. Try again in "
                                                              f"{fault.retry_after} seconds."}}, \
                 {"Retry-After": str(fault.retry_after)}
+        unavailable = {"code": "ErrorUnknown", "message": "The service is temporarily unavailable."}
+        fault_headers = {"Retry-After": str(fault.retry_after)} if fault and fault.retry_after is not None else {}
         if fault is not None and not fault.after:
-            return fault.status, {"code": "ErrorUnknown", "message": "The service is temporarily unavailable."}, {}
+            return fault.status, unavailable, fault_headers
         try:
             with self.store.lock:
                 status, payload = self._dispatch(op, params, query, body)
         except ApiError as err:
             return err.status, {"code": err.code, "message": err.message}, {}
         if fault is not None:
-            return fault.status, {"code": "ErrorUnknown", "message": "The service is temporarily unavailable."}, {}
+            return fault.status, unavailable, fault_headers
         return status, payload, {}
 
     def _download(self, token: str) -> tuple[int, Any, dict]:

@@ -247,6 +247,7 @@ class Store:
         if len(all_tags) > MAX_TAGS_PER_BATCH:
             raise ApiError(400, "BadRequestImageBatch",
                            f"Batch uses {len(all_tags)} tags; the limit is {MAX_TAGS_PER_BATCH}.")
+        self.counters["images_received"] += len(entries)
         results = [self._create_image(project, entry, batch_tags) for entry in entries]
         ok = all(r["status"] == "OK" for r in results) and bool(results)
         return (200 if ok else 207), {"isBatchSuccessful": ok, "images": results}
