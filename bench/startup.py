@@ -1,0 +1,99 @@
+"""Cold-start time of the wizard to its first paint, measured in fresh processes on a real pseudo-terminal.
+
+Each run starts ``python -m cvtriton_tui`` (no sub-command: the wizard) in a new process attached to a pty,
+reads what it draws, and stops the clock when the first frame holds the step list ("1. Settings") — the
+moment a user sees the wizard. Then it sends Ctrl+Q and waits for the process to exit. The figure printed is
+the median over the runs (plus min/max); the first run also includes writing bytecode caches if they were
+missing, so it is reported separately.
+
+    .venv/bin/python bench/startup.py [--runs 7] [--budget 1.0]
+
+Exit status 1 when the median exceeds the budget (seconds), so CI can hold the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pty
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MARKER = b"1. Settings"
+TIMEOUT_S = 20.0
+
+
+def one_run(workdir: Path) -> float:
+    """Seconds from spawning the process to the first frame that shows the wizard's step list."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40", "TEXTUAL_ANIMATIONS": "none"}
+    os.set_blocking(master, False)
+    # the pty's window size: Textual reads it at start
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cvtriton_tui", "--env-file", str(workdir / ".env"),
+                             "--workdir", str(workdir / "work")], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    painted = None
+    try:
+        while time.perf_counter() - start < TIMEOUT_S:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                seen += chunk
+                if MARKER in seen:
+                    painted = time.perf_counter() - start
+                    break
+            if proc.poll() is not None:
+                break
+        if painted is None:
+            raise RuntimeError(f"no first paint within {TIMEOUT_S}s; output tail: {seen[-400:]!r}")
+        os.write(master, b"\x11")  # Ctrl+Q
+        deadline = time.perf_counter() + 10
+        while proc.poll() is None and time.perf_counter() < deadline:
+            select.select([master], [], [], 0.05)
+            try:
+                os.read(master, 65536)
+            except OSError:
+                pass
+        return painted
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        os.close(master)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds the median may take (default 1.0)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="cvtriton-bench-") as tmp:
+        workdir = Path(tmp)
+        (workdir / ".env").write_text("MODEL_NAME=bench\n", encoding="utf-8")
+        times = [one_run(workdir) for _ in range(max(2, args.runs))]
+    first, rest = times[0], times[1:]
+    median = statistics.median(rest)
+    print(f"first paint (cold process, {len(rest)} runs): median {median * 1000:.0f} ms, "
+          f"min {min(rest) * 1000:.0f} ms, max {max(rest) * 1000:.0f} ms; very first run {first * 1000:.0f} ms")
+    return 0 if median <= args.budget else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

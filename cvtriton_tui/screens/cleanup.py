@@ -1,0 +1,85 @@
+"""Azure target — Cleanup: delete the endpoint (and its deployments) after confirmation, so nothing keeps
+running and billing. Lists endpoints this tool deployed and never deleted, from the saved run state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Button, Static
+
+from cvtriton_core.steps.registry import RunOptions
+from cvtriton_tui.screens.base import StepPane
+from cvtriton_tui.screens.confirm import ConfirmScreen
+from cvtriton_tui.screens.state import core_steps_available
+from cvtriton_tui.widgets.event_log import EventLog
+
+UNAVAILABLE = ("Azure ML adapter not available yet: deleting endpoints needs it. Until then delete them with "
+               "`az ml online-endpoint delete --name NAME` or in the Azure ML studio.")
+
+
+class CleanupPane(StepPane):
+    step_id = "cleanup"
+    intro = "Deletes the endpoint and its deployments. Endpoints bill per hour while they exist."
+
+    def compose(self) -> ComposeResult:
+        yield self.heading()
+        yield Static(Text(UNAVAILABLE, style="yellow"), id="cleanup-note", classes="unavailable")
+        yield Static("", id="left-running")
+        with Horizontal(classes="buttons"):
+            yield Button("Delete endpoint… (F5)", id="cleanup-run", variant="error")
+        yield EventLog(id="cleanup-log", title="Cleanup log")
+
+    def on_mount(self) -> None:
+        self.entered()
+
+    def endpoint(self) -> str:
+        left = self.state.results.get("endpoints_left") or []
+        return left[0] if left else self.state.endpoint_name
+
+    def entered(self) -> None:
+        available = core_steps_available("cleanup")
+        self.query_one("#cleanup-note").display = not available
+        self.query_one("#cleanup-run", Button).disabled = not available or not self.endpoint()
+        left = self.state.results.get("endpoints_left") or []
+        text = Text()
+        if left:
+            text.append("Still running from an earlier run: ", style="bold yellow")
+            text.append(", ".join(left))
+        elif self.endpoint():
+            text.append(f"Endpoint to delete: {self.endpoint()}")
+        else:
+            text.append("No endpoint recorded by this tool.", style="dim")
+        self.query_one("#left-running", Static).update(text)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cleanup-run":
+            self.run_step()
+
+    def run_step(self) -> None:
+        if not core_steps_available("cleanup"):
+            self.app.notify(UNAVAILABLE, severity="warning")
+            return
+        name = self.endpoint()
+        if not name:
+            self.app.notify("No endpoint to delete.")
+            return
+        self.app.push_screen(ConfirmScreen("Delete endpoint?", f"Delete endpoint {name} and all its deployments? "
+                                           "This cannot be undone.", yes="Delete"), self._confirmed)
+
+    def _confirmed(self, yes: bool | None) -> None:
+        if yes:
+            self.start_run(["cleanup"], RunOptions(), title="Cleanup")
+
+    def settings_overrides(self) -> dict[str, str]:
+        return {"ENDPOINT_NAME": self.endpoint()} if self.endpoint() else {}
+
+    def handle_event(self, event: Any) -> None:
+        self.query_one(EventLog).add_event(event)
+
+    def run_finished(self, ok: bool, cancelled: bool) -> None:
+        if ok:
+            self.state.results.pop("endpoints_left", None)
+            self.entered()

@@ -1,0 +1,46 @@
+"""Yes/no questions that guard something that cannot be undone: quitting while work runs, deleting an
+endpoint. The safe answer is focused, and Escape means no."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes", show=False),
+                Binding("n", "no", "No", show=False)]
+
+    def __init__(self, title: str, question: str, *, yes: str = "Yes", no: str = "Cancel",
+                 danger: bool = True) -> None:
+        super().__init__(classes="modal")
+        self.confirm_title = title
+        self.question = question
+        self.yes_label = yes
+        self.no_label = no
+        self.danger = danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="confirm-dialog") as dialog:
+            dialog.border_title = self.confirm_title
+            yield Static(Text(self.question), id="question")
+            with Horizontal(classes="buttons"):
+                yield Button(self.yes_label, id="yes", variant="error" if self.danger else "primary")
+                yield Button(self.no_label, id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)

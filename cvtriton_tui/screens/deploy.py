@@ -1,0 +1,146 @@
+"""Azure target — Deploy: endpoint and deployment names (validated as Azure ML requires), instance type,
+auth mode and traffic; then a timeline of provisioning states and the container log streaming live, with
+cancel. The run goes through the core's ``deploy`` step once the Azure ML adapter registers it; until then
+the pane says so plainly and keeps what you entered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
+
+from cvtriton_core.settings import ENDPOINT_NAME
+from cvtriton_core.steps.registry import RunOptions
+from cvtriton_tui.screens.base import StepPane
+from cvtriton_tui.screens.state import INSTANCE_TYPES, core_steps_available
+from cvtriton_tui.widgets.event_log import EventLog
+from cvtriton_tui.widgets.timeline import Timeline
+
+UNAVAILABLE = ("Azure ML adapter not available yet: deploying needs it. What you enter here is kept and "
+               "checked now; the provisioning timeline and the container log will stream here once it lands.")
+
+
+def deploy_problems(endpoint: str, deployment: str, count: str, traffic: str) -> dict[str, str]:
+    """Problems per field id, each one line naming what to enter."""
+    problems: dict[str, str] = {}
+    if not ENDPOINT_NAME.match(endpoint):
+        problems["endpoint-name"] = ("endpoint name must be 3-32 letters, digits or -, start with a letter "
+                                     "and be unique in the region")
+    if not ENDPOINT_NAME.match(deployment):
+        problems["deployment-name"] = "deployment name must be 3-32 letters, digits or -, starting with a letter"
+    if not count.isdigit() or not 1 <= int(count) <= 20:
+        problems["instance-count"] = "instance count must be a whole number from 1 to 20"
+    if not traffic.isdigit() or not 0 <= int(traffic) <= 100:
+        problems["traffic"] = "traffic must be a whole percentage from 0 to 100"
+    return problems
+
+
+class DeployPane(StepPane):
+    step_id = "deploy"
+    intro = ("Creates (or updates) the Azure ML online endpoint and a Triton deployment of the pushed image, "
+             "then routes traffic to it.")
+
+    def compose(self) -> ComposeResult:
+        s = self.state
+        yield self.heading()
+        yield Static(Text(UNAVAILABLE, style="yellow"), id="deploy-note", classes="unavailable")
+        with Horizontal(classes="form-row"):
+            yield Label("Endpoint name", classes="row-label")
+            yield Input(s.endpoint_name, placeholder="e.g. cv-triton-demo", id="endpoint-name", max_length=32)
+        with Horizontal(classes="form-row"):
+            yield Label("Deployment name", classes="row-label")
+            yield Input(s.deployment_name, id="deployment-name", max_length=32)
+        with Horizontal(classes="form-row"):
+            yield Label("Instance type", classes="row-label")
+            yield Select(INSTANCE_TYPES, value=s.instance_type, allow_blank=False, id="instance-type")
+        with Horizontal(classes="form-row"):
+            yield Label("Instance count", classes="row-label")
+            yield Input(s.instance_count, id="instance-count", type="integer", max_length=2)
+        with Horizontal(classes="form-row"):
+            yield Label("Auth mode", classes="row-label")
+            with RadioSet(id="auth-mode"):
+                yield RadioButton("key", value=s.auth_mode == "key", id="auth-key")
+                yield RadioButton("aml_token", value=s.auth_mode == "aml_token", id="auth-aml_token")
+        with Horizontal(classes="form-row"):
+            yield Label("Traffic to it (%)", classes="row-label")
+            yield Input(s.traffic, id="traffic", type="integer", max_length=3)
+        yield Static("", id="deploy-errors", classes="field-error")
+        with Horizontal(classes="buttons"):
+            yield Button("Deploy (F5)", id="deploy-run", variant="primary")
+            yield Button("Cancel", id="deploy-cancel", disabled=True)
+        with Horizontal(id="deploy-bottom"):
+            yield Timeline(id="timeline")
+            with Vertical(id="deploy-log-box"):
+                yield EventLog(id="container-log", title="Container log")
+
+    def on_mount(self) -> None:
+        self.entered()
+
+    def entered(self) -> None:
+        available = core_steps_available("deploy")
+        self.query_one("#deploy-note").display = not available
+        self.query_one("#deploy-run", Button).disabled = not available or self.running
+        if not self.state.endpoint_name and self.state.value("ENDPOINT_NAME"):
+            self.query_one("#endpoint-name", Input).value = self.state.value("ENDPOINT_NAME")
+        self._validate()
+
+    def _validate(self) -> dict[str, str]:
+        s = self.state
+        problems = deploy_problems(s.endpoint_name, s.deployment_name, s.instance_count, s.traffic)
+        for field in ("endpoint-name", "deployment-name", "instance-count", "traffic"):
+            self.query_one(f"#{field}", Input).set_class(field in problems, "invalid")
+        self.query_one("#deploy-errors", Static).update(Text("\n".join(problems.values()), style="red"))
+        return problems
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        attr = {"endpoint-name": "endpoint_name", "deployment-name": "deployment_name",
+                "instance-count": "instance_count", "traffic": "traffic"}.get(event.input.id or "")
+        if attr:
+            setattr(self.state, attr, event.value.strip())
+            self._validate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "instance-type" and isinstance(event.value, str):
+            self.state.instance_type = event.value
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "auth-mode" and event.pressed.id:
+            self.state.auth_mode = event.pressed.id.removeprefix("auth-")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "deploy-run":
+            self.run_step()
+        elif event.button.id == "deploy-cancel":
+            self.wizard.action_cancel_run()
+
+    def run_step(self) -> None:
+        if not core_steps_available("deploy"):
+            self.app.notify(UNAVAILABLE, severity="warning")
+            return
+        problems = self._validate()
+        if problems:
+            self.app.notify(next(iter(problems.values())), severity="warning")
+            return
+        self.query_one(Timeline).reset()
+        self.query_one("#container-log", EventLog).clear()
+        if self.start_run(["deploy"], RunOptions(), title="Deploy"):
+            self.query_one("#deploy-run", Button).disabled = True
+            self.query_one("#deploy-cancel", Button).disabled = False
+
+    def settings_overrides(self) -> dict[str, str]:
+        return {"ENDPOINT_NAME": self.state.endpoint_name}
+
+    def handle_event(self, event: Any) -> None:
+        self.query_one(Timeline).apply(event)
+        self.query_one("#container-log", EventLog).add_event(event)
+
+    def run_finished(self, ok: bool, cancelled: bool) -> None:
+        self.query_one("#deploy-run", Button).disabled = False
+        self.query_one("#deploy-cancel", Button).disabled = True
+
+    def next_problem(self) -> str | None:
+        problems = self._validate()
+        return next(iter(problems.values()), None)

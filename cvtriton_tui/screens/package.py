@@ -1,0 +1,140 @@
+"""Package & build: import the model (checked with onnxruntime), write the Triton model repository and show
+the generated ``config.pbtxt`` syntax-highlighted; for the Azure target also build the Triton image and
+push it, streaming the build and push logs (once the Docker adapter provides those steps)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Static
+
+from cvtriton_core.errors import UserError
+from cvtriton_core.steps.registry import RunOptions
+from cvtriton_tui.messages import SampleReady
+from cvtriton_tui.screens.base import StepPane
+from cvtriton_tui.screens.state import core_steps_available
+from cvtriton_tui.widgets.event_log import EventLog
+from cvtriton_tui.widgets.progress_panel import ProgressPanel
+
+TITLES = {"import": "Import model", "repository": "Write Triton repository", "build": "Build Triton image",
+          "push": "Push image"}
+
+
+class PackagePane(StepPane):
+    step_id = "package"
+    intro = ("Imports the model, verifies it with onnxruntime and writes the Triton model repository with an "
+             "explicit config.pbtxt. For Azure, the Triton image is then built and pushed to the registry.")
+
+    def compose(self) -> ComposeResult:
+        yield self.heading()
+        yield Static("", id="package-source")
+        yield Static("", id="docker-note", classes="unavailable")
+        with Horizontal(classes="buttons"):
+            yield Button("Package (F5)", id="package-run", variant="primary")
+            yield Button("Cancel", id="package-cancel", disabled=True)
+        yield ProgressPanel(id="package-progress")
+        with Horizontal(id="package-bottom"):
+            with VerticalScroll(id="config-box") as box:
+                box.border_title = "config.pbtxt"
+                yield Static(Text("Not written yet — press Package.", style="dim"), id="config-text")
+            yield EventLog(id="package-log", title="Import, build and push log", exclude=("config.pbtxt",))
+
+    def on_mount(self) -> None:
+        self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
+        self.entered()
+
+    def step_names(self) -> list[str]:
+        names = ["import", "repository"]
+        if self.state.target == "azure" and core_steps_available("build", "push"):
+            names += ["build", "push"]
+        return names
+
+    def entered(self) -> None:
+        state = self.state
+        if state.target == "local":
+            source = ("the sample colour classifier" if state.model_choice == "sample"
+                      else state.model_path or "(no model chosen — go back to Model)")
+        else:
+            source = "the export downloaded by Train & export"
+        self.query_one("#package-source", Static).update(Text(f"Model: {source}"))
+        note = self.query_one("#docker-note", Static)
+        missing = state.target == "azure" and not core_steps_available("build", "push")
+        note.display = missing
+        note.update(Text("Docker adapter not available yet: building and pushing the Triton image will stream "
+                         "here once it lands. Import and repository run now.", style="yellow"))
+        if not self.running:
+            self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "package-run":
+            self.run_step()
+        elif event.button.id == "package-cancel":
+            self.wizard.action_cancel_run()
+
+    def run_step(self) -> None:
+        if self.wizard.busy():
+            self.wizard.notify_busy()
+            return
+        self.query_one(EventLog).clear()
+        self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
+        if self.state.target == "local" and self.state.model_choice == "sample":
+            self.run_worker(self._sample_then_run(), group="prepare", exclusive=True, exit_on_error=False)
+        else:
+            model = Path(self.state.model_path).expanduser() if self.state.target == "local" else None
+            self._run(model)
+
+    async def _sample_then_run(self) -> None:
+        log = self.query_one(EventLog)
+        log.note("Generating the sample colour classifier export…")
+        dest = self.state.workdir / "sample"
+        try:
+            export, images = await asyncio.to_thread(_build_sample, dest)
+        except UserError as exc:
+            self.wizard.show_error("Sample model", exc.one_line())
+            return
+        self.state.sample_dir = dest
+        self.post_message(SampleReady(export, images))
+        self._run(export)
+
+    def _run(self, model: Path | None) -> None:
+        if self.start_run(self.step_names(), RunOptions(model=model), title="Package"):
+            self.query_one("#package-run", Button).disabled = True
+            self.query_one("#package-cancel", Button).disabled = False
+
+    def on_sample_ready(self, message: SampleReady) -> None:
+        self.query_one(EventLog).note(f"Sample export: {message.export} ({len(message.images)} test images)")
+        self.wizard.sample_images = message.images
+
+    def handle_event(self, event: Any) -> None:
+        self.query_one(ProgressPanel).apply(event)
+        self.query_one(EventLog).add_event(event)
+        if event.kind == "finished" and event.step == "repository":
+            self.show_config(event.result.config_text)
+
+    def show_config(self, text: str) -> None:
+        syntax = Syntax(text, "protobuf", theme="monokai", line_numbers=True, background_color="default")
+        self.query_one("#config-text", Static).update(syntax)
+
+    def run_finished(self, ok: bool, cancelled: bool) -> None:
+        self.query_one("#package-run", Button).disabled = False
+        self.query_one("#package-cancel", Button).disabled = True
+        if ok:
+            self.app.notify("Model packaged. Next: Local test (Ctrl+N).")
+
+    def next_problem(self) -> str | None:
+        if self.state.status.get("package") != "done":
+            return "the model is not packaged yet — press Package (F5) first"
+        return None
+
+
+def _build_sample(dest: Path) -> tuple[Path, list[Path]]:
+    from cvtriton_triton.sample_models import build_sample_export
+
+    export = build_sample_export(dest)
+    return Path(export), sorted((dest / "images").glob("*.jpg"))

@@ -1,0 +1,217 @@
+"""Azure target — Project & iteration: the training resource's projects in a filterable table (name, task,
+domain, exportable), the chosen project's iterations (status, published, precision/recall), or a new
+project from an image folder. Listing runs in workers through the Custom Vision adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
+
+from cvtriton_core.errors import UserError
+from cvtriton_core.redact import redact
+from cvtriton_tui.messages import IterationsLoaded, ProjectsLoaded
+from cvtriton_tui.screens.base import StepPane
+from cvtriton_tui.screens.new_project import NewProjectForm
+from cvtriton_tui.screens.state import customvision_available
+
+UNAVAILABLE = ("Custom Vision adapter not available in this build yet: projects cannot be listed or created. "
+               "The Local target works without it.")
+NEW_ITERATION = "__new__"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _date(value: Any) -> str:
+    return value.strftime("%Y-%m-%d") if value is not None else "—"
+
+
+def matches(project: Any, text: str) -> bool:
+    text = text.strip().lower()
+    return not text or any(text in field.lower() for field in (project.name, project.task, project.domain_name))
+
+
+class ProjectPane(StepPane):
+    step_id = "project"
+    intro = "Pick a project and an iteration to export, or create a new project from a folder of images."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.projects: list[Any] = []
+        self.iterations: list[Any] = []
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        s = self.state
+        yield self.heading()
+        yield Static(Text(UNAVAILABLE, style="yellow"), id="cv-note", classes="unavailable")
+        with RadioSet(id="project-mode"):
+            yield RadioButton("Use an existing project", value=not s.new_project, id="mode-existing")
+            yield RadioButton("New project from an image folder", value=s.new_project, id="mode-new")
+        with Vertical(id="existing-box"):
+            with Horizontal(classes="form-row"):
+                yield Input(s.project_filter, placeholder="filter by name, task or domain", id="project-filter")
+                yield Button("Refresh", id="refresh-projects")
+            projects: DataTable = DataTable(id="projects", cursor_type="row", zebra_stripes=True)
+            projects.border_title = "Projects"
+            yield projects
+            iterations: DataTable = DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
+            iterations.border_title = "Iterations"
+            yield iterations
+        yield NewProjectForm(id="new-box")
+        yield Static("", id="project-choice")
+
+    def on_mount(self) -> None:
+        self.query_one("#projects", DataTable).add_columns("name", "task", "domain", "exportable", "created")
+        self.query_one("#iterations", DataTable).add_columns("iteration", "status", "published", "precision",
+                                                              "recall", "mAP", "trained")
+        available = customvision_available()
+        self.query_one("#cv-note").display = not available
+        self._mode()
+
+    def entered(self) -> None:
+        if customvision_available() and not self.loaded:
+            self.load_projects()
+
+    def _mode(self) -> None:
+        self.query_one("#existing-box").display = not self.state.new_project
+        self.query_one("#new-box").display = self.state.new_project
+        self._summary()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "project-mode":
+            self.state.new_project = event.pressed.id == "mode-new"
+            self._mode()
+
+    # listing ----------------------------------------------------------------------------------------------
+    def load_projects(self) -> None:
+        self.query_one("#projects", DataTable).loading = True
+        self.run_worker(self._load_projects(), group="cv-projects", exclusive=True, exit_on_error=False)
+
+    async def _load_projects(self) -> None:
+        from cvtriton_core.adapters.customvision import CustomVisionService
+
+        try:
+            service = CustomVisionService.from_settings(self.state.effective_settings())
+            async with service:
+                domains = await service.list_domains()
+                projects = await service.list_projects()
+        except UserError as exc:
+            self.query_one("#projects", DataTable).loading = False
+            self.wizard.show_error("Cannot list Custom Vision projects", exc.one_line())
+            return
+        except Exception as exc:  # never a crash: the modal carries what went wrong
+            self.query_one("#projects", DataTable).loading = False
+            self.wizard.show_error("Cannot list Custom Vision projects",
+                                   f"unexpected {type(exc).__name__}: {redact(str(exc))[:200]} — check the "
+                                   "settings and try Refresh")
+            return
+        self.post_message(ProjectsLoaded(projects, domains))
+
+    def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+        self.loaded = True
+        self.projects = message.projects
+        self.query_one(NewProjectForm).set_domains(message.domains)
+        self.query_one("#projects", DataTable).loading = False
+        self._fill_projects()
+
+    def _fill_projects(self) -> None:
+        table = self.query_one("#projects", DataTable)
+        table.clear()
+        shown = [p for p in self.projects if matches(p, self.state.project_filter)]
+        for p in shown:
+            table.add_row(p.name, p.task, p.domain_name, "yes" if p.exportable else Text("no", style="red"),
+                          _date(p.created), key=p.id)
+        table.border_title = f"Projects ({len(shown)} of {len(self.projects)})"
+        chosen = self.state.project
+        if chosen is not None and any(p.id == chosen.id for p in shown):
+            table.move_cursor(row=table.get_row_index(chosen.id))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "project-filter":
+            self.state.project_filter = event.value
+            self._fill_projects()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "refresh-projects":
+            self.load_projects()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key is not None else None
+        if event.data_table.id == "projects":
+            project = next((p for p in self.projects if p.id == key), None)
+            if project is not None and (self.state.project is None or self.state.project.id != project.id):
+                self.state.project = project
+                self.state.iteration = None
+                self.load_iterations(project)
+            self._summary()
+        elif event.data_table.id == "iterations":
+            self.state.iteration = next((i for i in self.iterations if i.id == key), None)
+            self._summary()
+
+    def load_iterations(self, project: Any) -> None:
+        table = self.query_one("#iterations", DataTable)
+        table.border_title = f"Iterations of {project.name}"
+        table.loading = True
+        self.run_worker(self._load_iterations(project.id), group="cv-iterations", exclusive=True,
+                        exit_on_error=False)
+
+    async def _load_iterations(self, project_id: str) -> None:
+        from cvtriton_core.adapters.customvision import CustomVisionService
+
+        try:
+            async with CustomVisionService.from_settings(self.state.effective_settings()) as service:
+                iterations = await service.list_iterations(project_id)
+        except UserError as exc:
+            self.query_one("#iterations", DataTable).loading = False
+            self.wizard.show_error("Cannot list iterations", exc.one_line())
+            return
+        self.post_message(IterationsLoaded(project_id, iterations))
+
+    def on_iterations_loaded(self, message: IterationsLoaded) -> None:
+        table = self.query_one("#iterations", DataTable)
+        table.loading = False
+        if self.state.project is None or message.project_id != self.state.project.id:
+            return
+        self.iterations = message.iterations
+        table.clear()
+        table.add_row(Text("(train a new iteration)", style="italic"), "", "", "", "", "", "", key=NEW_ITERATION)
+        for it in self.iterations:
+            table.add_row(it.name, it.status, it.published_name or "—", _pct(it.precision), _pct(it.recall),
+                          _pct(it.average_precision), _date(it.trained_at), key=it.id)
+        completed = [it for it in self.iterations if it.status == "Completed"]
+        if completed:
+            table.move_cursor(row=table.get_row_index(completed[-1].id))
+
+    # choice -----------------------------------------------------------------------------------------------
+    def _summary(self) -> None:
+        s = self.state
+        if s.new_project:
+            text = Text("New project: upload the folder, train, publish and export.")
+        elif s.project is None:
+            text = Text("No project chosen.", style="dim")
+        else:
+            it = s.iteration
+            text = Text(f"Project {s.project.name} · ")
+            text.append(f"iteration {it.name} ({it.status})" if it is not None else "train a new iteration")
+        self.query_one("#project-choice", Static).update(text)
+
+    def next_problem(self) -> str | None:
+        s = self.state
+        if not customvision_available():
+            return "the Custom Vision adapter is not available yet — use the Local target"
+        if s.new_project:
+            return self.query_one(NewProjectForm).problem()
+        if s.project is None:
+            return "no project chosen — pick one in the table, or choose New project"
+        if not s.project.exportable:
+            return (f"project {s.project.name} uses domain {s.project.domain_name}, which cannot export ONNX — "
+                    "pick a project with a compact domain or create a new one")
+        if s.iteration is not None and s.iteration.status not in ("Completed",):
+            return f"iteration {s.iteration.name} is {s.iteration.status} — pick a completed iteration or a new one"
+        return None

@@ -1,0 +1,53 @@
+"""Azure target — Test results: send a test image to the deployed endpoint (bearer key or token on every
+call), then the same results view as the local test: predictions, the annotated image saved as PNG, and
+latency p50/p95 over N requests. Runs the core's endpoint-test step once the Azure ML adapter registers it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Button, Static
+
+from cvtriton_tui.screens.base import StepPane
+from cvtriton_tui.screens.state import core_steps_available
+from cvtriton_tui.widgets.results_view import ResultsView
+
+UNAVAILABLE = ("Azure ML adapter not available yet: testing the endpoint needs it. The Local test step "
+               "shows these results for the same model served by Triton on this machine.")
+
+
+class ResultsPane(StepPane):
+    step_id = "results"
+    intro = "Predictions from the deployed endpoint on your test image, the boxes drawn, and its latency."
+
+    def compose(self) -> ComposeResult:
+        yield self.heading()
+        yield Static(Text(UNAVAILABLE, style="yellow"), id="results-note", classes="unavailable")
+        with Horizontal(classes="buttons"):
+            yield Button("Test endpoint (F5)", id="endpoint-test-run", variant="primary")
+            yield Button("Show the local test's results", id="show-local")
+        yield ResultsView(id="endpoint-results")
+
+    def on_mount(self) -> None:
+        self.entered()
+
+    def entered(self) -> None:
+        available = core_steps_available("endpoint-test")
+        self.query_one("#results-note").display = not available
+        self.query_one("#endpoint-test-run", Button).disabled = not available
+        self.query_one("#show-local", Button).disabled = "test" not in self.state.results
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "endpoint-test-run":
+            self.run_step()
+        elif event.button.id == "show-local" and "test" in self.state.results:
+            self.query_one(ResultsView).show_result(self.state.results["test"])
+            self.app.notify("Showing the local Triton test; the annotated image is on the Local test step.")
+
+    def run_step(self) -> None:
+        if not core_steps_available("endpoint-test"):
+            self.app.notify(UNAVAILABLE, severity="warning")
+            return
+        self.app.notify("The endpoint test step is registered but this pane does not drive it yet.",
+                        severity="warning")

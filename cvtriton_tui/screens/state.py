@@ -1,0 +1,126 @@
+"""The wizard's state: one object on the app that every step pane reads and writes.
+
+Panes store what the user entered here as they change it, so Back/Next, a jump from the command palette or a
+failed run never lose entered data. Nothing here imports an SDK: the state only names choices; the core's
+steps do the work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvtriton_core.settings import Settings
+
+LOCAL_STEPS: tuple[str, ...] = ("settings", "model", "package", "local-test")
+AZURE_STEPS: tuple[str, ...] = ("settings", "project", "train", "package", "local-test", "deploy", "results", "cleanup")
+STEP_TITLES: dict[str, str] = {
+    "settings": "Settings",
+    "model": "Model",
+    "project": "Project & iteration",
+    "train": "Train & export",
+    "package": "Package & build",
+    "local-test": "Local test",
+    "deploy": "Deploy",
+    "results": "Test results",
+    "cleanup": "Cleanup",
+}
+# Which wizard step shows a core pipeline step's events (sidebar status, resume target).
+CORE_STEP_PANE: dict[str, str] = {
+    "project": "train", "upload": "train", "train": "train", "publish": "train", "export": "train",
+    "import": "package", "repository": "package", "build": "package", "push": "package",
+    "serve-local": "local-test", "test": "local-test",
+    "deploy": "deploy", "endpoint-test": "results", "cleanup": "cleanup",
+}
+INSTANCE_TYPES: tuple[tuple[str, str], ...] = (
+    ("Standard_DS3_v2 — CPU, 4 cores, 14 GB", "Standard_DS3_v2"),
+    ("Standard_DS4_v2 — CPU, 8 cores, 28 GB", "Standard_DS4_v2"),
+    ("Standard_F4s_v2 — CPU, 4 cores, 8 GB", "Standard_F4s_v2"),
+    ("Standard_NC4as_T4_v3 — GPU T4 (needs GPU quota)", "Standard_NC4as_T4_v3"),
+    ("Standard_NC6s_v3 — GPU V100 (needs GPU quota)", "Standard_NC6s_v3"),
+)
+
+
+@dataclass
+class WizardState:
+    """Everything the user chose so far. ``edits`` are settings typed in the wizard but not yet saved."""
+
+    env_file: Path
+    workdir: Path
+    settings: Settings
+    edits: dict[str, str] = field(default_factory=dict)
+    target: str = "local"                      # "local" | "azure"
+    current: str = "settings"
+    reveal_secrets: bool = False
+    # model (local target)
+    model_choice: str = "sample"               # "sample" | "path"
+    model_path: str = ""
+    sample_dir: Path | None = None
+    # project & iteration (azure target)
+    project: Any = None                        # adapters.customvision.ProjectInfo
+    iteration: Any = None                      # adapters.customvision.IterationInfo
+    project_filter: str = ""
+    new_project: bool = False
+    new_folder: str = ""
+    new_name: str = ""
+    new_task: str = ""
+    new_domain: str = ""
+    export_flavor: str = ""
+    # local test
+    image_path: str = ""
+    requests: str = "20"
+    # deploy
+    endpoint_name: str = ""
+    deployment_name: str = "blue"
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: str = "1"
+    auth_mode: str = "key"
+    traffic: str = "100"
+    # progress
+    status: dict[str, str] = field(default_factory=dict)   # wizard step -> running|done|failed|cancelled
+    results: dict[str, Any] = field(default_factory=dict)  # core step -> its typed result
+
+    @classmethod
+    def load(cls, env_file: Path, workdir: Path) -> "WizardState":
+        settings = Settings.load(env_file)
+        target = "azure" if settings.get("VISION_TRAINING_ENDPOINT") and not settings.problems("azure") else "local"
+        return cls(env_file=Path(env_file), workdir=Path(workdir), settings=settings, target=target,
+                   endpoint_name=settings.get("ENDPOINT_NAME") or "",
+                   new_name=settings.get("VISION_PROJECT_NAME") or "",
+                   export_flavor=settings.get("VISION_EXPORT_FLAVOR") or "ONNX16")
+
+    def effective_settings(self) -> Settings:
+        """Saved settings with the wizard's unsaved edits on top: what a run started now uses."""
+        return self.settings.with_values(**self.edits) if self.edits else self.settings
+
+    def value(self, name: str) -> str:
+        if name in self.edits:
+            return self.edits[name]
+        return self.settings._values.get(name, "")  # the raw value, defaults are shown as placeholders
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return AZURE_STEPS if self.target == "azure" else LOCAL_STEPS
+
+    @property
+    def run_dir(self) -> Path:
+        """The run-state folder: the headless ``local`` command uses ``<workdir>/local`` too, so runs resume
+        across both front ends. Absolute, so a relative --workdir works for the local Triton too."""
+        folder = self.workdir / "local" if self.target == "local" else self.workdir
+        return folder.resolve()   # absolute: the local Triton gets absolute paths whatever the current folder
+
+
+def customvision_available() -> bool:
+    """True once the Custom Vision adapter module is part of this build (it is imported lazily, in workers)."""
+    try:
+        return importlib.util.find_spec("cvtriton_core.adapters.customvision") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def core_steps_available(*names: str) -> bool:
+    from cvtriton_core.steps.registry import STEP_NAMES
+
+    return all(name in STEP_NAMES for name in names)

@@ -1,0 +1,67 @@
+"""Fixtures for the wizard's Pilot and snapshot tests.
+
+Every test runs in its own temporary folder (the current directory), with relative paths for the settings
+file and the work folder, so what the wizard shows — and every snapshot — is the same on every machine.
+The test secrets below are the only keys these tests use; ``test_secrets.py`` checks that none of them
+ever reaches a snapshot or a saved log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+TRAINING_KEY = "Tr41n1ngK3yUs3dOnlyInTh3W1zardT3sts0001"
+PREDICTION_KEY = "Pr3d1ct10nK3yUs3dOnlyInW1zardT3sts0002"
+TEST_SECRETS = (TRAINING_KEY, PREDICTION_KEY)
+SIZE = (120, 40)
+
+
+def env_text(**values: str) -> str:
+    return "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own folder as the current directory (the wizard shows relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def local_env(in_tmp: Path) -> Path:
+    """A settings file for the Local target (no Azure values), holding the test secrets."""
+    env = in_tmp / ".env"
+    env.write_text("# test settings\n" + env_text(MODEL_NAME="colours", MODEL_VERSION="1",
+                                                   VISION_PREDICTION_KEY=PREDICTION_KEY), encoding="utf-8")
+    return env
+
+
+async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Let the app run until ``predicate()`` holds (the UI keeps processing while we wait)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def tritonservers_for(workdir: Path) -> list[int]:
+    """PIDs of tritonserver processes whose command line mentions ``workdir`` (ours, not a neighbour's)."""
+    marker = str(workdir.resolve())
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "tritonserver" in cmdline and marker in cmdline:
+            pids.append(int(entry.name))
+    return [p for p in pids if p != os.getpid()]
