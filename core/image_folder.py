@@ -149,8 +149,9 @@ class _Scan:
         if self.task == "ObjectDetection":
             for tag, n in sorted(counts.items()):
                 if n < MIN_REGIONS_PER_TAG:
-                    self.problems.append(f"tag {tag!r} has {n} regions; training needs at least {MIN_REGIONS_PER_TAG} "
-                                         f"per tag — add {MIN_REGIONS_PER_TAG - n} more rows for it to {REGIONS_FILE}")
+                    self.problems.append(f"tag {tag!r} has {n} regions; training needs at least "
+                                         f"{MIN_REGIONS_PER_TAG} per tag — add {MIN_REGIONS_PER_TAG - n} more rows "
+                                         f"for it to {REGIONS_FILE}")
             return
         if len(counts) < MIN_TAGS:
             self.problems.append(f"found {len(counts)} tag folder(s); training needs at least {MIN_TAGS} tags — add "
@@ -181,8 +182,8 @@ class _Scan:
                 elif self.task == "Classification-Multilabel":
                     by_digest[image.digest] = dataclasses.replace(twin, tags=twin.tags + (tag,))
                 else:
-                    self.problems.append(f"{image.name} and {twin.name} are the same image under two tags; a multiclass "
-                                         "project allows one tag per image — remove one copy, or set "
+                    self.problems.append(f"{image.name} and {twin.name} are the same image under two tags; a "
+                                         "multiclass project allows one tag per image — remove one copy, or set "
                                          "VISION_PROJECT_TASK=Classification-Multilabel")
         self.images = list(by_digest.values())
 
@@ -244,7 +245,8 @@ class _Scan:
                 continue
             resolved = (self.root / name).resolve()
             if not name or not resolved.is_relative_to(self.root.resolve()):
-                self.problems.append(f"{where}: image path {name!r} is outside {self.root} — use a path relative to it")
+                self.problems.append(f"{where}: image path {name!r} is outside {self.root} — use a path "
+                                     "relative to it")
                 continue
             if not tag:
                 self.problems.append(f"{where}: the tag is empty — name the object's tag")

@@ -9,7 +9,6 @@ repeated. Errors come out as one-line :class:`UserError`s naming the setting or 
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 from cvtriton_core.adapters.customvision_ops import TrainingOps
@@ -17,7 +16,7 @@ from cvtriton_core.adapters.customvision_types import (COMPACT_DOMAIN, TASKS, Do
                                                        IterationInfo, ProjectInfo, ServiceRefusal, UploadItem,
                                                        domain_info, domain_type, iteration_info, project_info)
 from cvtriton_core.adapters.retry import CallFailed, CallFailure, RetryPolicy, call_with_retry
-from cvtriton_core.errors import SettingsError, StepFailed, UserError
+from cvtriton_core.errors import StepFailed, UserError
 
 __all__ = ["CustomVisionService", "DomainInfo", "ProjectInfo", "IterationInfo", "ExportInfo", "UploadItem",
            "ImageOutcome", "ServiceRefusal", "COMPACT_DOMAIN", "TASKS"]
@@ -58,7 +57,8 @@ class CustomVisionService(TrainingOps):
             from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
             from msrest.authentication import ApiKeyCredentials
 
-            client = CustomVisionTrainingClient(self.endpoint, ApiKeyCredentials(in_headers={"Training-key": self._key}))
+            credentials = ApiKeyCredentials(in_headers={"Training-key": self._key})
+            client = CustomVisionTrainingClient(self.endpoint, credentials)
             retry = client.config.retry_policy          # off: every retry happens in retry.py, visibly
             retry.retries = 0
             retry.policy.status_forcelist = frozenset()
@@ -128,12 +128,13 @@ class CustomVisionService(TrainingOps):
             self._domains = {d.id: d for d in map(domain_info, domains)}
         return list(self._domains.values())
 
-    async def find_domain(self, key: str) -> DomainInfo | None:
-        """A domain by id, or by name with its type ("General (compact)" or "ObjectDetection:General (compact)")."""
-        domains = await self.list_domains()
-        kind, _, name = key.rpartition(":") if ":" in key and not re.match(r"^[0-9a-f-]{36}$", key) else ("", "", key)
-        return next((d for d in domains if d.id == key.lower()), None) or next(
-            (d for d in domains if d.name.lower() == name.strip().lower() and (not kind or d.type == kind.strip())), None)
+    async def find_domain(self, key: str, kind: str | None = None) -> DomainInfo | None:
+        """A domain by id, or by name ("General (compact)") among domains of ``kind`` ("Classification" or
+        "ObjectDetection") when given: several domain types share names."""
+        domains = [d for d in await self.list_domains() if kind is None or d.type == kind]
+        key = key.strip().lower()
+        return next((d for d in domains if d.id == key), None) or next((d for d in domains if d.name.lower() == key),
+                                                                       None)
 
     async def list_projects(self) -> list[ProjectInfo]:
         domains = {d.id: d for d in await self.list_domains()}
@@ -165,7 +166,8 @@ class CustomVisionService(TrainingOps):
             out.append(iteration_info(it, perf))
         return out
 
-    async def get_iteration(self, project_id: str, iteration_id: str, *, with_performance: bool = False) -> IterationInfo:
+    async def get_iteration(self, project_id: str, iteration_id: str, *,
+                            with_performance: bool = False) -> IterationInfo:
         try:
             it = await self._call(f"get iteration {iteration_id}",
                                   lambda: self._client().get_iteration(project_id, iteration_id))
@@ -265,7 +267,8 @@ def classify(exc: BaseException) -> CallFailure | None:
         return CallFailure(response.status_code, str(code) if code else None, " ".join(str(message).split())[:300],
                            _retry_after(response.headers.get("Retry-After")))
     if isinstance(exc, urllib.error.HTTPError):
-        return CallFailure(exc.code, None, f"HTTP {exc.code} {exc.reason}", _retry_after(exc.headers.get("Retry-After")))
+        return CallFailure(exc.code, None, f"HTTP {exc.code} {exc.reason}",
+                           _retry_after(exc.headers.get("Retry-After")))
     if isinstance(exc, (ClientRequestError, urllib.error.URLError, TimeoutError, ConnectionError)):
         chain = _chain_text(exc)
         never_sent = any(k in chain for k in ("NewConnectionError", "NameResolutionError", "ConnectTimeout",
@@ -293,7 +296,8 @@ def _chain_text(exc: BaseException) -> str:
             continue
         seen.add(id(item))
         parts.append(f"{type(item).__name__}: {item}")
-        todo.extend(x for x in (getattr(item, "inner_exception", None), getattr(item, "reason", None),
-                                item.__cause__, item.__context__, *getattr(item, "args", ())) if isinstance(x, BaseException))
+        linked = (getattr(item, "inner_exception", None), getattr(item, "reason", None), item.__cause__,
+                  item.__context__, *getattr(item, "args", ()))
+        todo.extend(x for x in linked if isinstance(x, BaseException))
     return " | ".join(parts)
 

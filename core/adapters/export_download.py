@@ -12,8 +12,6 @@ import os
 import shutil
 import stat
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -37,6 +35,8 @@ def download_file(uri: str, dest: Path, *, on_progress: Callable[[int, int | Non
                   timeout_s: float = 60.0) -> Path:
     """Stream ``uri`` into ``dest`` (atomically). Raises urllib errors for the caller's retry policy, and
     StepFailed when the body is shorter than its Content-Length."""
+    import urllib.request
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -144,10 +144,3 @@ def _swap_in(staging: Path, dest_dir: Path) -> None:
     os.replace(staging, dest_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def download_error_status(exc: BaseException) -> int | None:
-    """HTTP status of a failed download, None for a connection failure (used to classify retries)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code
-    return None

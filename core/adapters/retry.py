@@ -47,7 +47,8 @@ class CallFailure:
             return f"no answer ({self.message})"
         if self.status == 429:
             return "rate limited (HTTP 429)"
-        return f"HTTP {self.status}" + (f" {self.code}" if self.code else "") + (f": {self.message}" if self.message else "")
+        code = f" {self.code}" if self.code else ""
+        return f"HTTP {self.status}{code}" + (f": {self.message}" if self.message else "")
 
 
 class CallFailed(Exception):

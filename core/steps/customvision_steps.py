@@ -11,120 +11,21 @@ written back into the ``.env`` file (atomically, keeping ``.env.bak``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cvtriton_core.adapters.customvision import CustomVisionService, IterationInfo
 from cvtriton_core.adapters.customvision_ops import DownloadRefused
-from cvtriton_core.adapters.customvision_types import ONNX_FLAVORS, domain_type
+from cvtriton_core.adapters.customvision_types import domain_type
 from cvtriton_core.adapters.export_download import safe_extract, verify_export_zip
 from cvtriton_core.errors import SettingsError, UserError
-from cvtriton_core.image_folder import FolderPlan, scan_image_folder
 from cvtriton_core.pipeline import StepContext
-from cvtriton_core.settings import save_env
 from cvtriton_core.steps import customvision_upload as up
+from cvtriton_core.steps.customvision_common import (DownloadProgress, ExportResult, ProjectResult, PublishResult,
+                                                     TrainResult, UploadResult, chosen_iteration, chosen_project_id,
+                                                     export_flavor, save_ids, scan_folder, service_for)
 
-
-@dataclass(frozen=True)
-class ProjectResult:
-    summary: str
-    project_id: str
-    name: str
-    task: str
-    domain_name: str
-    created: bool
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    summary: str
-    uploaded: int
-    duplicates: int
-    already_uploaded: int
-    batches: int
-    tags: dict[str, int]
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    summary: str
-    iteration_id: str
-    iteration_name: str
-    trained: bool
-    precision: float | None
-    recall: float | None
-    average_precision: float | None
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    summary: str
-    iteration_id: str
-    publish_name: str
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    summary: str
-    export_dir: Path
-    zip_path: Path
-    flavor: str
-    files: tuple[str, ...]
-    reused_export: bool
-    skipped: bool = False
-
-
-def _service(ctx: StepContext) -> CustomVisionService:
-    return CustomVisionService.from_settings(ctx.settings, notify=ctx.logger("customvision"))
-
-
-def _save_ids(ctx: StepContext, **values: str) -> None:
-    """Write IDs back into the .env file the run was started with (only when they changed)."""
-    changes = {k: v for k, v in values.items() if (ctx.settings.get(k) or "") != v}
-    if not changes:
-        return
-    ctx.run.settings = ctx.settings.with_values(**changes)
-    if ctx.settings.path is not None:
-        backup = save_env(ctx.settings.path, changes)
-        kept = f" (previous file kept as {backup.name})" if backup else ""
-        ctx.log(f"saved {', '.join(f'{k}={v}' for k, v in changes.items())} to {ctx.settings.path}{kept}")
-
-
-def _project_id(ctx: StepContext) -> str:
-    project_id = ctx.state.get("project_id")
-    if not project_id:
-        raise UserError("no Custom Vision project chosen in this run", "run the project step first "
-                        "(--steps project,...) or set VISION_PROJECT_ID")
-    return project_id
-
-
-def _scan(ctx: StepContext, images: Path, task: str | None) -> FolderPlan:
-    """Scan once per run and folder (the project and upload steps both need it)."""
-    key = ("image_plan", str(Path(images).resolve()), task)
-    plan = ctx.run.shared.get(key)
-    if plan is None:
-        plan = scan_image_folder(Path(images), task)
-        ctx.run.shared[key] = plan
-    for warning in plan.warnings:
-        ctx.log(warning, level="warning")
-    plan.raise_for_problems()
-    return plan
-
-
-async def _iteration(ctx: StepContext, cv: CustomVisionService, project_id: str) -> IterationInfo:
-    """The iteration to publish/export: VISION_ITERATION_ID, else this run's training, else the newest trained."""
-    chosen = ctx.settings.get("VISION_ITERATION_ID") or ctx.state.get("iteration_id")
-    if chosen:
-        return await cv.get_iteration(project_id, chosen)
-    done = [i for i in await cv.list_iterations(project_id, with_performance=False) if i.status == "Completed"]
-    if not done:
-        raise UserError("the project has no trained iteration", "run the train step first")
-    ctx.log(f"using the newest trained iteration, {done[0].name} ({done[0].id})")
-    return done[0]
+__all__ = ["ChooseProject", "UploadImages", "TrainIteration", "PublishIteration", "ExportIteration",
+           "ProjectResult", "UploadResult", "TrainResult", "PublishResult", "ExportResult"]
 
 
 class ChooseProject:
@@ -139,7 +40,7 @@ class ChooseProject:
         for name in ("VISION_PROJECT_ID", "VISION_PROJECT_NAME", "VISION_PROJECT_TASK"):
             if s.get(name):
                 s.require(name)
-        async with _service(ctx) as cv:
+        async with service_for(ctx) as cv:
             ctx.progress(f"Connecting to {cv.endpoint}")
             project, created = None, False
             if s.get("VISION_PROJECT_ID"):
@@ -168,7 +69,7 @@ class ChooseProject:
             ctx.log("the project changed since the last run: earlier iteration and export are forgotten")
             ctx.state.set(iteration_id=None, training_iteration=None, trained_for=None, export_iteration=None)
         ctx.state.set(project_id=project.id, project_name=project.name, project_task=project.task)
-        _save_ids(ctx, VISION_PROJECT_ID=project.id, **({"VISION_ITERATION_ID": ""} if created else {}))
+        save_ids(ctx, VISION_PROJECT_ID=project.id, **({"VISION_ITERATION_ID": ""} if created else {}))
         verb = "created" if created else "using"
         return ProjectResult(summary=f"{verb} {project.name!r} ({project.task}, {project.domain_name})",
                              project_id=project.id, name=project.name, task=project.task,
@@ -177,7 +78,8 @@ class ChooseProject:
     async def _create(self, ctx: StepContext, cv: CustomVisionService, name: str):
         task = ctx.settings.get("VISION_PROJECT_TASK") or None
         if self.images is not None:
-            task = (await ctx.blocking(_scan, ctx, self.images, task)).task   # bad folders fail before anything exists
+            # a bad folder fails here, before anything exists on the service
+            task = (await ctx.blocking(scan_folder, ctx, self.images, task)).task
         elif task is None:
             raise UserError(f"there is no project named {name!r} and no image folder to create it from",
                             "pass --images DIR (one sub-folder per tag, or images with regions.csv), or set "
@@ -185,9 +87,10 @@ class ChooseProject:
         domain_key = self.domain or ctx.settings.get("VISION_PROJECT_DOMAIN")
         domain_id = None
         if domain_key:
-            domain = await cv.find_domain(domain_key)
-            if domain is None or domain.type != domain_type(task):
-                names = sorted({d.name for d in await cv.list_domains() if d.type == domain_type(task) and d.exportable})
+            domain = await cv.find_domain(domain_key, domain_type(task))
+            if domain is None:
+                names = sorted({d.name for d in await cv.list_domains()
+                                if d.type == domain_type(task) and d.exportable})
                 raise UserError(f"{domain_key!r} is not a {domain_type(task)} domain of this resource",
                                 "choose one of " + ", ".join(names))
             if not domain.exportable:
@@ -206,12 +109,12 @@ class UploadImages:
         self.images = images
 
     async def run(self, ctx: StepContext) -> UploadResult:
-        project_id = _project_id(ctx)
+        project_id = chosen_project_id(ctx)
         if self.images is None:
             if ctx.state.get("upload_digest"):
                 return UploadResult("no --images given: keeping the images uploaded earlier", 0, 0, 0, 0, {}, True)
             raise UserError("the upload step needs an image folder", "pass --images DIR")
-        plan = await ctx.blocking(_scan, ctx, self.images, ctx.state.get("project_task"))
+        plan = await ctx.blocking(scan_folder, ctx, self.images, ctx.state.get("project_task"))
         if domain_type(plan.task) != domain_type(ctx.state.get("project_task") or plan.task):
             raise UserError(f"the folder is laid out for {plan.task} but the project is "
                             f"{ctx.state.get('project_task')}", "use a matching folder or another project")
@@ -222,7 +125,7 @@ class UploadImages:
             ctx.state.set(upload_digest=digest)
             return UploadResult(f"all {len(plan.images)} images were uploaded before", 0, 0, len(plan.images), 0,
                                 plan.tags, skipped=True)
-        async with _service(ctx) as cv:
+        async with service_for(ctx) as cv:
             ctx.progress(f"Creating tags ({len(plan.tags)})")
             tag_ids = await cv.ensure_tags(project_id, list(plan.tags))
             tally = await self._send(ctx, cv, project_id, pending, tag_ids, manifest)
@@ -261,11 +164,11 @@ class TrainIteration:
     title = "Train"
 
     async def run(self, ctx: StepContext) -> TrainResult:
-        project_id = _project_id(ctx)
+        project_id = chosen_project_id(ctx)
         wanted = ctx.state.get("upload_digest")
-        async with _service(ctx) as cv:
+        async with service_for(ctx) as cv:
             pending = ctx.state.get("training_iteration")
-            trained, skipped = True, False
+            trained = True
             if not pending and ctx.state.get("iteration_id") and wanted and ctx.state.get("trained_for") == wanted:
                 it = await cv.get_iteration(project_id, ctx.state.get("iteration_id"), with_performance=True)
                 if it.status == "Completed":
@@ -294,7 +197,7 @@ class TrainIteration:
 
     @staticmethod
     def _result(ctx: StepContext, it: IterationInfo, *, trained: bool, skipped: bool) -> TrainResult:
-        _save_ids(ctx, VISION_ITERATION_ID=it.id)
+        save_ids(ctx, VISION_ITERATION_ID=it.id)
         scores = ", ".join(f"{k} {v:.1%}" for k, v in (("precision", it.precision), ("recall", it.recall),
                                                        ("mAP", it.average_precision)) if v is not None)
         verb = "trained" if trained else "up to date"
@@ -307,11 +210,11 @@ class PublishIteration:
     title = "Publish iteration"
 
     async def run(self, ctx: StepContext) -> PublishResult:
-        project_id = _project_id(ctx)
+        project_id = chosen_project_id(ctx)
         ctx.settings.require("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
         publish_name = ctx.settings.get("VISION_PUBLISH_ITERATION_NAME")
-        async with _service(ctx) as cv:
-            it = await _iteration(ctx, cv, project_id)
+        async with service_for(ctx) as cv:
+            it = await chosen_iteration(ctx, cv, project_id)
             ctx.progress(f"Publishing {it.name} as {publish_name!r}")
             now = await cv.publish(project_id, it.id, publish_name, ctx.settings.get("VISION_PREDICTION_RESOURCE_ID"))
         ctx.state.set(published_iteration=it.id, publish_name=publish_name)
@@ -325,11 +228,11 @@ class ExportIteration:
     title = "Export ONNX"
 
     async def run(self, ctx: StepContext) -> ExportResult:
-        project_id = _project_id(ctx)
-        flavor = _flavor(ctx.settings.get("VISION_EXPORT_FLAVOR"))
+        project_id = chosen_project_id(ctx)
+        flavor = export_flavor(ctx.settings.get("VISION_EXPORT_FLAVOR"))
         dest, downloads = ctx.workdir / "export", ctx.workdir / "downloads"
-        async with _service(ctx) as cv:
-            it = await _iteration(ctx, cv, project_id)
+        async with service_for(ctx) as cv:
+            it = await chosen_iteration(ctx, cv, project_id)
             zip_path = downloads / f"{it.id}-{flavor or 'default'}.zip"
             if (ctx.state.get("export_iteration"), ctx.state.get("export_flavor")) == (it.id, flavor or "") \
                     and (dest / "model.onnx").is_file() and zip_path.is_file():
@@ -344,39 +247,14 @@ class ExportIteration:
             export = await cv.wait_export(project_id, it.id, flavor, on_poll=lambda e, s: ctx.progress(
                 f"Custom Vision is exporting ({s:.0f} s)"))
             try:
-                await cv.download_export(export.download_uri, zip_path, on_progress=_Throttle(ctx))
+                await cv.download_export(export.download_uri, zip_path, on_progress=DownloadProgress(ctx))
             except DownloadRefused:
                 ctx.log("the download link was refused; asking for a fresh one", level="warning")
                 export = await cv.wait_export(project_id, it.id, flavor)
-                await cv.download_export(export.download_uri, zip_path, on_progress=_Throttle(ctx))
+                await cv.download_export(export.download_uri, zip_path, on_progress=DownloadProgress(ctx))
         names = await ctx.blocking(verify_export_zip, zip_path)
         await ctx.blocking(safe_extract, zip_path, dest)
         ctx.state.set(export_dir=dest, export_zip=zip_path, export_iteration=it.id, export_flavor=flavor or "")
         size = zip_path.stat().st_size
         return ExportResult(f"{it.name} exported as ONNX {flavor} ({size / 1024:.0f} KiB) into {dest}", dest, zip_path,
                             flavor or "", tuple(names), not requested)
-
-
-def _flavor(value: str | None) -> str | None:
-    if not value:
-        return None
-    for known in ONNX_FLAVORS:
-        if value.lower() == known.lower():
-            return known
-    raise UserError(f"VISION_EXPORT_FLAVOR={value} is not an ONNX export flavor Custom Vision documents",
-                    "set VISION_EXPORT_FLAVOR to one of " + ", ".join(ONNX_FLAVORS))
-
-
-class _Throttle:
-    """Download progress at most ~10 times a second (called from the download thread)."""
-
-    def __init__(self, ctx: StepContext) -> None:
-        self.ctx, self.last = ctx, 0.0
-
-    def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.1 and done != total:
-            return
-        self.last = now
-        of = f" of {total / 1024:.0f}" if total else ""
-        self.ctx.progress(f"Downloading the export: {done / 1024:.0f}{of} KiB", done=done, total=total)

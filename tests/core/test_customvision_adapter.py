@@ -75,7 +75,8 @@ def test_from_settings_names_the_missing_variable(cv_emulator):
         CustomVisionService.from_settings(Settings({"VISION_TRAINING_ENDPOINT": cv_emulator.url}))
     assert str(err.value).startswith("VISION_TRAINING_KEY is not set")
     with pytest.raises(SettingsError, match="VISION_TRAINING_ENDPOINT='ftp://x' is not valid"):
-        CustomVisionService.from_settings(Settings({"VISION_TRAINING_ENDPOINT": "ftp://x", "VISION_TRAINING_KEY": CV_KEY}))
+        CustomVisionService.from_settings(Settings({"VISION_TRAINING_ENDPOINT": "ftp://x",
+                                                    "VISION_TRAINING_KEY": CV_KEY}))
 
 
 async def test_lost_create_response_is_reconciled_not_repeated(cv_emulator):

@@ -107,7 +107,8 @@ def test_bad_input_stops_before_anything_is_created(case, cv_emulator, cv_env, m
                                                     tmp_path):
     overrides, folder, expected = BAD_INPUT[case]
     (tmp_path / "empty").mkdir()
-    result = run_cli(cv_env(**overrides), STEPS, "--images", str(folder(make_classification_folder, tmp_path / "empty")))
+    images = folder(make_classification_folder, tmp_path / "empty")
+    result = run_cli(cv_env(**overrides), STEPS, "--images", str(images))
     assert result.code == 2
     (failed,) = [e for e in result.events if e["kind"] == "failed"]
     assert failed["step"] == "project" and expected in failed["message"] and "\n" not in failed["message"]

@@ -1,9 +1,9 @@
 """A wire-level emulator of the Custom Vision training REST API (v3.x) that the real SDK talks to.
 
 Routes, query parameters and camelCase bodies follow the SDK's generated code
-(``azure/cognitiveservices/vision/customvision/training/operations`` and ``models._attribute_map``); the rules
-live in :mod:`cvtriton_standins.customvision_store`. What the real service does that callers trip over is
-reproduced on purpose:
+(``azure/cognitiveservices/vision/customvision/training/operations`` and ``models._attribute_map``): routes in
+:mod:`customvision_routes`, the service's rules in :mod:`customvision_store` and :mod:`customvision_training`.
+What the real service does that callers trip over is reproduced on purpose:
 
 * a wrong ``Training-Key`` answers 401 "Access Denied" with the gateway's ``{"error": {...}}`` body, which the
   SDK cannot parse into ``CustomVisionError`` (its message becomes "Operation returned an invalid status code
@@ -31,8 +31,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cvtriton_standins.customvision_exportzip import build_zip_for
-from cvtriton_standins.customvision_store import (DOMAIN_BY_ID, DOMAINS, ApiError, Iteration, Project, Store,
-                                                 StoredImage)
+from cvtriton_standins.customvision_records import DOMAINS, ApiError, StoredImage
+from cvtriton_standins.customvision_routes import ROUTES, dispatch
+from cvtriton_standins.customvision_store import Store
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
 API_PREFIX = re.compile(r"^/customvision/v3\.[0-4](?:-preview)?/training(/.*)$")
@@ -69,31 +70,6 @@ class _Fault:
     retry_after: int | None
     ops: frozenset[str] | None
     after: bool                      # do the work, then lose the response
-
-
-Route = tuple[str, re.Pattern[str], str]
-ROUTES: list[Route] = [(m, re.compile("^" + p + "$"), op) for m, p, op in [
-    ("GET", r"/domains", "get_domains"),
-    ("GET", r"/domains/(?P<d>[^/]+)", "get_domain"),
-    ("GET", r"/projects", "get_projects"),
-    ("POST", r"/projects", "create_project"),
-    ("GET", r"/projects/(?P<p>[^/]+)", "get_project"),
-    ("DELETE", r"/projects/(?P<p>[^/]+)", "delete_project"),
-    ("GET", r"/projects/(?P<p>[^/]+)/tags", "get_tags"),
-    ("POST", r"/projects/(?P<p>[^/]+)/tags", "create_tag"),
-    ("POST", r"/projects/(?P<p>[^/]+)/images/files", "create_images_from_files"),
-    ("GET", r"/projects/(?P<p>[^/]+)/images/tagged/count", "get_tagged_image_count"),
-    ("GET", r"/projects/(?P<p>[^/]+)/images/untagged/count", "get_untagged_image_count"),
-    ("POST", r"/projects/(?P<p>[^/]+)/train", "train_project"),
-    ("GET", r"/projects/(?P<p>[^/]+)/iterations", "get_iterations"),
-    ("GET", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)", "get_iteration"),
-    ("DELETE", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)", "delete_iteration"),
-    ("GET", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)/performance", "get_iteration_performance"),
-    ("POST", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)/publish", "publish_iteration"),
-    ("DELETE", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)/publish", "unpublish_iteration"),
-    ("GET", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)/export", "get_exports"),
-    ("POST", r"/projects/(?P<p>[^/]+)/iterations/(?P<i>[^/]+)/export", "export_iteration"),
-]]
 
 
 class CustomVisionEmulator:
@@ -212,7 +188,8 @@ class CustomVisionEmulator:
         """A project as if made in the portal: tags, images, and (``trained``) one completed iteration."""
         kind = "ObjectDetection" if task == "ObjectDetection" else "Classification"
         if domain_id is None:
-            domain_id = COMPACT[kind] if exportable else next(d.id for d in DOMAINS if d.type == kind and not d.exportable)
+            plain = next(d.id for d in DOMAINS if d.type == kind and not d.exportable)
+            domain_id = COMPACT[kind] if exportable else plain
         classification = task.split("-", 1)[1] if kind == "Classification" else None
         with self.store.lock:
             project = self.store.create_project(name, "", domain_id, classification, [])
@@ -267,7 +244,7 @@ class CustomVisionEmulator:
             return fault.status, unavailable, fault_headers
         try:
             with self.store.lock:
-                status, payload = self._dispatch(op, params, query, body)
+                status, payload = dispatch(self.store, self.url, op, params, query, body)
         except ApiError as err:
             return err.status, {"code": err.code, "message": err.message}, {}
         if fault is not None:
@@ -281,82 +258,6 @@ class CustomVisionEmulator:
             return 404, b"BlobNotFound", {"Content-Type": "application/xml"}
         self.store.counters["downloads"] += 1
         return 200, self.store.export_zip(*found), {"Content-Type": "application/octet-stream"}
-
-    def _dispatch(self, op: str, p: dict[str, str], q: dict[str, str], body: bytes) -> tuple[int, Any]:
-        s = self.store
-        if op == "get_domains":
-            return 200, [d.to_json() for d in DOMAINS]
-        if op == "get_domain":
-            domain = DOMAIN_BY_ID.get(p["d"].lower())
-            if domain is None:
-                raise ApiError(404, "NotFoundDomain", f"Domain {p['d']} not found.")
-            return 200, domain.to_json()
-        if op == "get_projects":
-            return 200, [s.project_json(x) for x in s.projects.values()]
-        if op == "create_project":
-            platforms = [x for x in (q.get("targetExportPlatforms") or "").split(",") if x]
-            project = s.create_project(q.get("name"), q.get("description"), q.get("domainId"),
-                                       q.get("classificationType"), platforms)
-            return 200, s.project_json(project)
-        project = s.project(p["p"])
-        if op == "get_project":
-            return 200, s.project_json(project)
-        if op == "delete_project":
-            del s.projects[project.id]
-            return 204, None
-        if op == "get_tags":
-            return 200, [s.tag_json(project, t) for t in project.tags.values()]
-        if op == "create_tag":
-            return 200, s.tag_json(project, s.create_tag(project, q.get("name"), q.get("description"), q.get("type")))
-        if op == "create_images_from_files":
-            return s.create_images(project, _json_body(body))
-        if op in ("get_tagged_image_count", "get_untagged_image_count"):
-            return 200, s.tagged_count(project, op == "get_tagged_image_count")
-        if op == "train_project":
-            return 200, s.iteration_json(project, s.train(project, _flag(q.get("forceTrain"))))
-        if op == "get_iterations":
-            return 200, [s.iteration_json(project, it) for it in project.iterations]
-        return self._dispatch_iteration(op, project, s.iteration(project, p["i"]), q)
-
-    def _dispatch_iteration(self, op: str, project: Project, it: Iteration, q: dict[str, str]) -> tuple[int, Any]:
-        s = self.store
-        if op == "get_iteration":
-            return 200, s.iteration_json(project, it)
-        if op == "delete_iteration":
-            if it.publish_name:
-                raise ApiError(400, "BadRequestIterationIsPublished", "Unpublish the iteration before deleting it.")
-            project.iterations.remove(it)
-            return 204, None
-        if op == "get_iteration_performance":
-            return 200, s.performance_json(project, it)
-        if op == "publish_iteration":
-            s.publish(project, it, q.get("publishName"), q.get("predictionId"), _flag(q.get("overwrite")))
-            return 200, True
-        if op == "unpublish_iteration":
-            if not it.publish_name:
-                raise ApiError(400, "BadRequestIterationNotPublished", "The iteration is not published.")
-            it.publish_name, it.publish_resource = "", ""
-            return 204, None
-        if op == "get_exports":
-            return 200, [s.export_json(e, self.url) for e in it.exports]
-        if op == "export_iteration":
-            return 200, s.export_json(s.export(project, it, q.get("platform"), q.get("flavor")), self.url)
-        raise ApiError(404, "NotFound", "Resource not found")
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() == "true"
-
-
-def _json_body(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise ApiError(400, "BadRequestImageBatch", "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "BadRequestImageBatch", "The request body must be an object.")
-    return data
-
 
 class _Handler(BaseHTTPRequestHandler):
     emulator: CustomVisionEmulator
