@@ -67,7 +67,8 @@ class ChooseProject:
                                 "(compact)' in the portal's project settings and train again")
         if ctx.state.get("project_id") not in (None, project.id):
             ctx.log("the project changed since the last run: earlier iteration and export are forgotten")
-            ctx.state.set(iteration_id=None, training_iteration=None, trained_for=None, export_iteration=None)
+            ctx.state.set(iteration_id=None, training_iteration=None, trained_for=None, upload_digest=None,
+                          export_iteration=None)
         ctx.state.set(project_id=project.id, project_name=project.name, project_task=project.task)
         save_ids(ctx, VISION_PROJECT_ID=project.id, **({"VISION_ITERATION_ID": ""} if created else {}))
         verb = "created" if created else "using"
@@ -144,17 +145,21 @@ class UploadImages:
         for number, batch in enumerate(batches, 1):
             built = [await ctx.blocking(up.build_item, image, tag_ids) for image in batch]
             outcomes = await cv.upload_batch(project_id, [item for item, _ in built])
+            statuses: dict[str, int] = {}
             for (item, sent_digest), outcome in zip(built, outcomes):
+                statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
                 if outcome.uploaded:
                     manifest.add(sent_digest, outcome.image_id)
-                    uploaded += outcome.status == "OK"
-                    duplicates += outcome.status == "OKDuplicate"
                 else:
                     refused.append(f"{item.name}: {outcome.status}")
-                    ctx.log(f"{item.name}: {outcome.status}", level="warning")
+                    ctx.log(f"{item.name}: {outcome.status} ({up.STATUS_HELP.get(outcome.status, 'refused')})",
+                            source="customvision", level="warning")
             await ctx.blocking(manifest.save)
+            uploaded += statuses.get("OK", 0)
+            duplicates += statuses.get("OKDuplicate", 0)
             done += len(batch)
-            ctx.progress(f"batch {number}/{len(batches)}: {done}/{len(pending)} images sent", done=done,
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+            ctx.progress(f"batch {number}/{len(batches)}: {done}/{len(pending)} images sent ({counts})", done=done,
                          total=len(pending))
         return up.UploadTally(uploaded, duplicates, len(batches), tuple(refused))
 

@@ -242,3 +242,19 @@ def test_a_failed_training_fails_the_run_with_the_reason_and_a_rerun_trains_agai
     again = run_cli(cv_env(), "project,upload,train", "--images", str(images))
     assert again.code == 0 and cv_emulator.counters["trainings_started"] == 2
     assert again.of("train", "finished")[0]["result"]["iteration_name"] == "Iteration 2"
+
+
+def test_a_fresh_workdir_finds_duplicates_not_failures_and_trains_nothing_new(cv_emulator, cv_env,
+                                                                               make_classification_folder, run_cli,
+                                                                               tmp_path):
+    images = make_classification_folder({"red": 5, "green": 5})
+    env = cv_env()
+    assert run_cli(env, "project,upload,train", "--images", str(images), workdir=tmp_path / "a").code == 0
+    again = run_cli(env, "project,upload,train", "--images", str(images), workdir=tmp_path / "b")
+    assert again.code == 0, again.events[-1]
+    assert "10 OKDuplicate" in again.of("upload", "progress")[-1]["message"]
+    upload = again.of("upload", "finished")[0]["result"]
+    assert (upload["uploaded"], upload["duplicates"]) == (0, 10)
+    train = again.of("train", "finished")[0]["result"]
+    assert train["trained"] is False and train["iteration_name"] == "Iteration 1"
+    assert cv_emulator.counters["images_created"] == 10 and cv_emulator.counters["trainings_started"] == 1
