@@ -96,13 +96,13 @@ def chosen_project_id(ctx: StepContext) -> str:
 
 def scan_folder(ctx: StepContext, images: Path, task: str | None) -> FolderPlan:
     """Scan once per run and folder (the project and upload steps both need it)."""
-    key = ("image_plan", str(Path(images).resolve()), task)
-    plan = ctx.run.shared.get(key)
+    folder = str(Path(images).resolve())
+    plan = ctx.run.shared.get(("image_plan", folder, task))
     if plan is None:
         plan = scan_image_folder(Path(images), task)
-        ctx.run.shared[key] = plan
-    for warning in plan.warnings:
-        ctx.log(warning, level="warning")
+        ctx.run.shared[("image_plan", folder, task)] = ctx.run.shared[("image_plan", folder, plan.task)] = plan
+        for warning in plan.warnings:
+            ctx.log(warning, level="warning")
     plan.raise_for_problems()
     return plan
 
