@@ -8,6 +8,7 @@ printed as JSON lines (``to_dict``). Text fields are redacted before an event is
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ def _plain(value: Any) -> Any:
     """Turn dataclasses, enums and paths into JSON-ready values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):

@@ -27,7 +27,7 @@ RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,89}[-\w_()]$")
 WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 LOCATION = re.compile(r"^[a-z0-9]{3,30}$")
 PROJECT_TASKS = ("", "Classification-Multiclass", "Classification-Multilabel", "ObjectDetection")
-EXPORT_FLAVORS = ("", "ONNX10", "ONNX12", "ONNX16", "ONNXFloat16")
+EXPORT_FLAVORS = ("", "ONNX10", "ONNX12", "ONNXFloat16")   # the seed's "ONNX16" is not one of them
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str | None]:
@@ -37,6 +37,12 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str | None]:
 def _choice(options: Iterable[str]) -> Callable[[str], str | None]:
     opts = tuple(options)
     return lambda value: None if value in opts else "one of " + ", ".join(o for o in opts if o)
+
+
+def _flavor(value: str) -> str | None:
+    if value == "ONNX16":
+        return "ONNX12 or ONNXFloat16 (ONNX16, used by the seed script, is not a Custom Vision export flavor)"
+    return _choice(EXPORT_FLAVORS)(value)
 
 
 def _positive_int(value: str) -> str | None:
@@ -74,7 +80,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VISION_PROJECT_ID", "Custom Vision project", "Existing project (written back after create)", frozenset(), check=_pattern(GUID, "a project GUID")),
     Variable("VISION_ITERATION_ID", "Custom Vision project", "Existing iteration (written back after training)", frozenset(), check=_pattern(GUID, "an iteration GUID")),
     Variable("VISION_PROJECT_TASK", "Custom Vision project", "Task for a new project (default: follows the image folder)", frozenset(), check=_choice(PROJECT_TASKS)),
-    Variable("VISION_EXPORT_FLAVOR", "Custom Vision project", "ONNX export flavor", frozenset(), check=_choice(EXPORT_FLAVORS), default="ONNX16"),
+    Variable("VISION_PROJECT_DOMAIN", "Custom Vision project", "Domain for a new project, id or name (default: the task's compact domain)", frozenset()),
+    Variable("VISION_EXPORT_FLAVOR", "Custom Vision project", "ONNX export flavor (ONNXFloat16 for a float16 model)", frozenset(), check=_flavor, default="ONNX12"),
     Variable("ENDPOINT_NAME", "Triton", "Azure ML online endpoint name (3-32, unique in the region)", AZURE, check=_pattern(ENDPOINT_NAME, "3-32 letters, digits or -, starting with a letter")),
     Variable("MODEL_NAME", "Triton", "Model name in the Triton repository", frozenset(), check=_pattern(MODEL_NAME, "letters, digits, _ . - (no spaces)"), default="customvision"),
     Variable("MODEL_VERSION", "Triton", "Model version folder", frozenset(), check=_positive_int, default="1"),

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run pipeline steps headless (CI)")
     run.add_argument("--steps", required=True, help="comma-separated, in order; known: " + ",".join(STEP_NAMES))
     run.add_argument("--images", type=Path, help="image folder for a new project (upload step)")
+    run.add_argument("--domain", help="domain (id or name) for a new project (default: VISION_PROJECT_DOMAIN, "
+                     "else the task's compact domain)")
     run.add_argument("--model", type=Path, help="model for the import step (default: <workdir>/export)")
     run.add_argument("--image", type=Path, help="test image for the test step")
     run.add_argument("--json", action="store_true", help="one JSON object per event per line on stdout")

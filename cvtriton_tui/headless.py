@@ -89,7 +89,7 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
 async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     names = [n.strip() for n in args.steps.split(",") if n.strip()]
     settings = Settings.load(args.env_file, required=True)
-    options = RunOptions(model=args.model, image=args.image, images=args.images)
+    options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain)
     steps = build_steps(names, options)
     run = RunContext.create(settings, workdir)
     code, _ = await _drive(steps, run, json_events=args.json)
