@@ -48,7 +48,7 @@ class RunContext:
 
     @classmethod
     def create(cls, settings: Settings, workdir: Path) -> "RunContext":
-        workdir = Path(workdir)
+        workdir = Path(workdir).resolve()   # state and tools (tritonserver, docker) get absolute paths
         workdir.mkdir(parents=True, exist_ok=True)
         return cls(settings=settings, workdir=workdir, state=RunState.load(workdir))
 

@@ -21,9 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: ./.env)")
     parser.add_argument("--workdir", type=Path, default=None, help="where artifacts and run state go (default: ./.cvtriton)")
+    # The same two options are accepted after the sub-command too (`cvtriton-tui run --env-file F ...`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", type=Path, default=argparse.SUPPRESS, help="settings file (default: ./.env)")
+    common.add_argument("--workdir", type=Path, default=argparse.SUPPRESS, help="artifacts and run state (default: ./.cvtriton)")
     sub = parser.add_subparsers(dest="command")
 
-    local = sub.add_parser("local", help="serve a model in a real Triton on this machine and test it (no Azure)")
+    local = sub.add_parser("local", parents=[common], help="serve a model in a real Triton on this machine and test it (no Azure)")
     local.add_argument("--model", type=Path, help="export zip, folder with model.onnx + labels.txt, or .onnx "
                        "(default: the generated sample colour classifier)")
     local.add_argument("--image", type=Path, help="test image (default: a sample image)")
@@ -32,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cvtriton_core.steps.registry import STEP_NAMES
 
-    run = sub.add_parser("run", help="run pipeline steps headless (CI)")
+    run = sub.add_parser("run", parents=[common], help="run pipeline steps headless (CI)")
     run.add_argument("--steps", required=True, help="comma-separated, in order; known: " + ",".join(STEP_NAMES))
     run.add_argument("--images", type=Path, help="image folder for a new project (upload step)")
     run.add_argument("--domain", help="domain (id or name) for a new project (default: VISION_PROJECT_DOMAIN, "

@@ -93,7 +93,7 @@ class LocalTritonServer:
         self._fixed_ports = (http_port, grpc_port)
         self.http_port = http_port
         self.grpc_port = grpc_port
-        self._workdir = Path(workdir) if workdir is not None else None
+        self._workdir = Path(workdir).resolve() if workdir is not None else None  # tritonserver needs absolute paths
         self._dir: Path | None = None
         self._shm_prefix = f"cvtriton_{os.getpid()}_{secrets.token_hex(4)}_"
         self._proc: asyncio.subprocess.Process | None = None
