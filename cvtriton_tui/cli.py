@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Sequence
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 up")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvtriton-tui",
@@ -31,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--model", type=Path, help="export zip, folder with model.onnx + labels.txt, or .onnx "
                        "(default: the generated sample colour classifier)")
     local.add_argument("--image", type=Path, help="test image (default: a sample image)")
-    local.add_argument("--requests", type=int, default=5, help="timed requests for the latency figure (default 5)")
+    local.add_argument("--requests", type=_positive_int, default=5, help="timed requests for the latency figure (default 5)")
     local.add_argument("--json", action="store_true", help="print exactly one JSON object with the result on stdout")
 
     from cvtriton_core.steps.registry import STEP_NAMES
