@@ -191,6 +191,24 @@ class WizardApp(App[int]):
             return
         self.notify(f"Logs saved to {path}")
 
+    def reload_settings(self, *, keep_edits: bool = True) -> bool:
+        """Re-read the settings file (steps write project/iteration IDs into it); unsaved edits stay on top."""
+        from cvtriton_core.settings import Settings
+
+        try:
+            settings = Settings.load(self.state.env_file)
+        except UserError as exc:
+            self.show_error("Cannot read the settings file", exc.one_line())
+            return False
+        self.state.settings = settings
+        if not keep_edits:
+            self.state.edits.clear()
+        for name, value in list(self.state.edits.items()):
+            if settings._values.get(name, "") == value:
+                self.state.edits.pop(name)
+        self.main.pane("settings").show_values()  # type: ignore[attr-defined]
+        return True
+
     # small actions --------------------------------------------------------------------------------------
     def _set_status(self, step: str, status: str) -> None:
         self.state.status[step] = status

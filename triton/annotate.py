@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -26,9 +25,9 @@ PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 BANNER_LABELS = 3
 
 
-def label_colour(label: str) -> tuple[int, int, int]:
-    """The same colour for a label on every run (crc32, not ``hash``, which is salted per process)."""
-    return PALETTE[zlib.crc32(label.encode("utf-8")) % len(PALETTE)]
+def label_colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """Distinct colours for the labels in one picture (sorted, so the same labels get the same colours)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
 def _open(image_path: Path) -> Image.Image:
@@ -71,20 +70,21 @@ def draw_predictions(image_path: Path, predictions: Sequence[Prediction], out_pn
     font = _font(max(11, min(w, h) // 28))
     line = max(2, min(w, h) // 150)
     boxed = [p for p in predictions if p.box is not None]
+    colours = label_colours([p.label for p in predictions])
     for p in boxed:
         b = p.box
         x0, y0 = b.left * w, b.top * h
         x1, y1 = (b.left + b.width) * w, (b.top + b.height) * h
         x0, x1 = sorted((min(max(x0, 0), w - 1), min(max(x1, 0), w - 1)))
         y0, y1 = sorted((min(max(y0, 0), h - 1), min(max(y1, 0), h - 1)))
-        colour = label_colour(p.label)
+        colour = colours[p.label]
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
         _tag(draw, (x0, y0), f"{p.label} {p.probability:.2f}", colour, font, (w, h))
     if not boxed:
         y = 0.0
         for p in list(predictions)[:BANNER_LABELS]:
             text = f"{p.label} {p.probability:.2f}"
-            _tag(draw, (0, y), text, label_colour(p.label), font, (w, h))
+            _tag(draw, (0, y), text, colours[p.label], font, (w, h))
             y += draw.textbbox((0, 0), text, font=font)[3] + 8
     return _save_png(image, Path(out_png))
 

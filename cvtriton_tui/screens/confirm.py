@@ -14,6 +14,7 @@ from textual.widgets import Button, Static
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes", show=False),
                 Binding("n", "no", "No", show=False)]
+    AUTO_FOCUS = "#no"
 
     def __init__(self, title: str, question: str, *, yes: str = "Yes", no: str = "Cancel",
                  danger: bool = True) -> None:
@@ -32,8 +33,6 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(self.yes_label, id="yes", variant="error" if self.danger else "primary")
                 yield Button(self.no_label, id="no")
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

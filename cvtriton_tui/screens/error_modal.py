@@ -23,6 +23,7 @@ class ErrorModal(ModalScreen[str]):
     """Dismisses with "close" or "retry" (Retry is offered only when the caller can retry)."""
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("r", "retry", "Retry", show=False)]
+    AUTO_FOCUS = "#close"
 
     def __init__(self, title: str, message: str, details: str = "", *, can_retry: bool = False) -> None:
         super().__init__(classes="modal")
@@ -48,8 +49,6 @@ class ErrorModal(ModalScreen[str]):
                     yield Button("Retry", id="retry", variant="primary")
                 yield Button("Close", id="close", variant="error")
 
-    def on_mount(self) -> None:
-        self.query_one("#close", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

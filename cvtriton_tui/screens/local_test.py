@@ -68,8 +68,8 @@ class LocalTestPane(StepPane):
             yield Button("Start Triton and test (F5)", id="test-run", variant="primary")
             yield Button("Cancel", id="test-cancel", disabled=True)
         yield ProgressPanel(id="test-progress")
-        yield EventLog(id="triton-log", sources=("triton",), title="Triton log")
         yield ResultsView(id="results")
+        yield EventLog(id="triton-log", sources=("triton",), title="Triton log")
 
     def on_mount(self) -> None:
         self.query_one(ProgressPanel).plan(list(TITLES.items()))

@@ -16,10 +16,12 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from cvtriton_tui.messages import FolderScanned
 from cvtriton_tui.screens.pickers import PathPicker
 
-TASK_OPTIONS = [("Follow the folder (sub-folders: classification, regions.csv: detection)", ""),
+TASK_OPTIONS = [("From the folder's layout (tag sub-folders or regions.csv)", ""),
                 ("Classification — one tag per image (Multiclass)", "Classification-Multiclass"),
                 ("Classification — several tags per image (Multilabel)", "Classification-Multilabel"),
                 ("Object detection", "ObjectDetection")]
+
+MAX_LISTED = 6          # problems / warnings listed; the rest are counted
 
 
 class NewProjectForm(Vertical):
@@ -133,17 +135,18 @@ class NewProjectForm(Vertical):
         self.plan = plan
         table = self.query_one("#preview-tags", DataTable)
         table.clear()
-        unit = "regions" if plan.task == "ObjectDetection" else "images"
+        unit = "region" if plan.task == "ObjectDetection" else "image"
         for tag, count in sorted(plan.tags.items()):
-            table.add_row(tag, f"{count} {unit}")
+            table.add_row(tag, f"{count} {unit}{'' if count == 1 else 's'}")
         size_mb = sum(i.size for i in plan.images) / 1e6
         self.query_one("#scan-status", Label).update(Text(
             f"{len(plan.images)} images, {len(plan.tags)} tags, {size_mb:.1f} MB · task {plan.task}"))
         text = Text()
-        for problem in plan.problems:
-            text.append(f"✖ {problem}\n", style="red")
-        for warning in getattr(plan, "warnings", ()):
-            text.append(f"! {warning}\n", style="yellow")
+        for mark, style, lines in (("✖", "red", plan.problems), ("!", "yellow", getattr(plan, "warnings", ()))):
+            for line in lines[:MAX_LISTED]:
+                text.append(f"{mark} {line}\n", style=style)
+            if len(lines) > MAX_LISTED:
+                text.append(f"{mark} … and {len(lines) - MAX_LISTED} more\n", style=style)
         if not plan.problems:
             text.append("✔ ready to upload", style="green")
         self.query_one("#preview-problems", Static).update(text)

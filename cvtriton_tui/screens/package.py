@@ -118,7 +118,9 @@ class PackagePane(StepPane):
             self.show_config(event.result.config_text)
 
     def show_config(self, text: str) -> None:
-        syntax = Syntax(text, "protobuf", theme="monokai", line_numbers=True, background_color="default")
+        from cvtriton_tui.widgets.pbtxt import PbtxtLexer
+
+        syntax = Syntax(text, PbtxtLexer(), theme="monokai", line_numbers=True, background_color="default")
         self.query_one("#config-text", Static).update(syntax)
 
     def run_finished(self, ok: bool, cancelled: bool) -> None:

@@ -40,6 +40,7 @@ class FilteredTree(DirectoryTree):
 
 class PathPicker(ModalScreen["Path | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("backspace", "parent", "Parent folder", show=False)]
+    AUTO_FOCUS = "#tree"
 
     def __init__(self, title: str, *, start: Path | None = None, folders_only: bool = False,
                  suffixes: tuple[str, ...] = (), allow_folder: bool = False) -> None:
@@ -63,8 +64,6 @@ class PathPicker(ModalScreen["Path | None"]):
                 yield Button("Choose", id="choose", variant="primary")
                 yield Button("Cancel", id="cancel")
 
-    def on_mount(self) -> None:
-        self.query_one("#tree", FilteredTree).focus()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()

@@ -15,6 +15,7 @@ class ResumePrompt(ModalScreen[str]):
     """Dismisses with "resume", "discard" or "later"."""
 
     BINDINGS = [Binding("escape", "later", "Later")]
+    AUTO_FOCUS = "#resume"
 
     def __init__(self, target: str, steps: list[str], titles: list[str]) -> None:
         super().__init__(classes="modal")
@@ -36,8 +37,6 @@ class ResumePrompt(ModalScreen[str]):
                 yield Button("Discard", id="discard", variant="warning")
                 yield Button("Later", id="later")
 
-    def on_mount(self) -> None:
-        self.query_one("#resume", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

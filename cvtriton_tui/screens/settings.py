@@ -150,20 +150,23 @@ class SettingsPane(StepPane):
         self.app.notify(f"Saved {len(changes)} setting(s) to {path.name}{note}.")
 
     def reload(self) -> None:
-        try:
-            self.state.settings = Settings.load(self.state.env_file)
-        except UserError as exc:
-            self.wizard.show_error("Cannot read the settings file", exc.one_line())
-            return
-        self.state.edits.clear()
+        """Read the file again, dropping unsaved edits (the Reload button)."""
+        if self.wizard.reload_settings(keep_edits=False):
+            self.app.notify("Settings reloaded from the file; unsaved changes dropped.")
+
+    def show_values(self) -> None:
+        """Show the state's values (saved file + unsaved edits) in every field, e.g. after a step saved IDs."""
         for field in self.query(SettingField):
-            field.query_one(Input).value = self.state.value(field.var.name)
+            widget = field.query_one(Input)
+            if widget.value != self.state.value(field.var.name):
+                widget.value = self.state.value(field.var.name)
         self._show_file()
-        self.app.notify("Settings reloaded from the file; unsaved changes dropped.")
 
     # connection checks --------------------------------------------------------------------------------
     def check(self, service: str) -> None:
-        self.query_one(f"#status-{service}", Label).update(Text(f"checking {SERVICE_TITLES[service]}…", style="dim"))
+        status = self.query_one(f"#status-{service}", Label)
+        status.add_class("shown")
+        status.update(Text(f"checking {SERVICE_TITLES[service]}…", style="dim"))
         self.run_worker(self._check(service), group=f"check-{service}", exclusive=True, exit_on_error=False)
 
     async def _check(self, service: str) -> None:

@@ -4,6 +4,8 @@ and the download's progress. Runs the core's Custom Vision steps."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -11,6 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Label, Select, Static
 
+from cvtriton_core.errors import UserError
+from cvtriton_core.settings import save_env
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.state import core_steps_available, customvision_available
@@ -19,18 +23,25 @@ from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
 TITLES = {"project": "Create or find project", "upload": "Upload images", "train": "Train",
           "publish": "Publish iteration", "export": "Export and download ONNX"}
-FLAVORS = [("ONNX — float32 (ONNX10/12)", "ONNX12"), ("ONNX10", "ONNX10"), ("ONNX16 — as the seed used", "ONNX16"),
+FLAVORS = [("ONNX12 — float32", "ONNX12"), ("ONNX10 — float32, older runtimes", "ONNX10"),
            ("ONNXFloat16 — half precision", "ONNXFloat16")]
 UNAVAILABLE = "Custom Vision adapter not available in this build yet: training and export need it."
+PUBLISH_NEEDS = ("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
+
+
+def can_publish(state: Any) -> bool:
+    return all(state.value(name) for name in PUBLISH_NEEDS)
 
 
 def plan_steps(state: Any) -> list[str]:
-    """Which core steps the choice on the Project step needs."""
+    """Which core steps the choice on the Project step needs (``project`` always: it resolves the ID)."""
     if state.new_project:
-        return ["project", "upload", "train", "publish", "export"]
-    if state.iteration is not None and state.iteration.status == "Completed":
-        return ["export"]
-    return ["project", "train", "publish", "export"]
+        steps = ["project", "upload", "train", "publish", "export"]
+    elif state.iteration is not None and state.iteration.status == "Completed":
+        steps = ["project", "export"]
+    else:
+        steps = ["project", "train", "publish", "export"]
+    return [s for s in steps if s != "publish" or can_publish(state)]
 
 
 class TrainPane(StepPane):
@@ -53,9 +64,10 @@ class TrainPane(StepPane):
 
     def _flavor(self) -> str:
         flavor = self.state.export_flavor
-        return flavor if flavor in {v for _, v in FLAVORS} else "ONNX12"
+        return flavor if flavor in {v for _, v in FLAVORS} else "ONNX12"   # ONNX16 (the seed's) is not an ONNX flavor
 
     def on_mount(self) -> None:
+        self.state.export_flavor = self._flavor()
         self.entered()
 
     def entered(self) -> None:
@@ -70,7 +82,10 @@ class TrainPane(StepPane):
             what = f"Project {s.project.name}, " + (f"iteration {s.iteration.name}" if s.iteration else "new iteration")
         else:
             what = "No project chosen yet (Project step)"
-        self.query_one("#train-plan", Static).update(Text(f"{what}\nWill run: " + " → ".join(TITLES[n] for n in steps)))
+        plan = Text(f"{what}\nWill run: " + " → ".join(TITLES[n] for n in steps))
+        if "publish" not in steps and (s.new_project or s.iteration is None):
+            plan.append("\nPublishing is skipped: set " + " and ".join(PUBLISH_NEEDS) + " to publish.", style="dim")
+        self.query_one("#train-plan", Static).update(plan)
         if not self.running:
             self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in steps])
 
@@ -103,10 +118,10 @@ class TrainPane(StepPane):
         steps = plan_steps(self.state)
         self.query_one(EventLog).clear()
         self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in steps])
-        from pathlib import Path
-
-        images = Path(self.state.new_folder).expanduser() if self.state.new_project else None
-        if self.start_run(steps, RunOptions(images=images), title="Train & export"):
+        new = self.state.new_project
+        options = RunOptions(images=Path(self.state.new_folder).expanduser() if new else None,
+                             domain=(self.state.new_domain or None) if new else None)
+        if self.start_run(steps, options, title="Train & export"):
             self.query_one("#train-run", Button).disabled = True
             self.query_one("#train-cancel", Button).disabled = False
 
@@ -117,8 +132,26 @@ class TrainPane(StepPane):
     def run_finished(self, ok: bool, cancelled: bool) -> None:
         self.query_one("#train-run", Button).disabled = False
         self.query_one("#train-cancel", Button).disabled = True
-        if ok:
-            self.app.notify("Model exported. Next: Package & build (Ctrl+N).")
+        if not ok:
+            self.wizard.reload_settings()   # the steps write IDs back into the file as they go
+            return
+        # The IDs chosen here went to the run as overrides, so the steps saw nothing to write back: save
+        # them like the steps (and the seed) do, so the next run and the headless command use them.
+        saved = self.state.settings
+        chosen = {k: v for k, v in self.settings_overrides().items()
+                  if k in ("VISION_PROJECT_ID", "VISION_ITERATION_ID") and v and saved._values.get(k, "") != v}
+        self.run_worker(self._persist(chosen), group="save", exit_on_error=False)
+
+    async def _persist(self, chosen: dict[str, str]) -> None:
+        if chosen:
+            try:
+                await asyncio.to_thread(save_env, self.state.env_file, chosen)
+            except (OSError, UserError) as exc:
+                message = exc.one_line() if isinstance(exc, UserError) else \
+                    f"cannot write {self.state.env_file} ({type(exc).__name__}) — check the folder is writable"
+                self.wizard.show_error("Project and iteration IDs not saved", message)
+        self.wizard.reload_settings()
+        self.app.notify("Model exported. Next: Package & build (Ctrl+N).")
 
     def next_problem(self) -> str | None:
         if self.state.status.get("train") != "done":

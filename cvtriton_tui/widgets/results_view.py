@@ -44,7 +44,7 @@ class ResultsView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#predictions", DataTable)
-        table.add_columns("#", "label", "probability", "box (left, top, width, height)")
+        table.add_columns("#", "label", "probability", "box l, t, w, h")
 
     def show_result(self, result: Any) -> None:
         """Fill the table and the chart from a ``cvtriton_core.steps.local_target.TestResult``."""
@@ -52,7 +52,7 @@ class ResultsView(Vertical):
         table = self.query_one("#predictions", DataTable)
         table.clear()
         for i, p in enumerate(result.predictions[:MAX_ROWS], start=1):
-            box = (f"{p.box.left:.3f}, {p.box.top:.3f}, {p.box.width:.3f}, {p.box.height:.3f}"
+            box = (f"{p.box.left:.2f}, {p.box.top:.2f}, {p.box.width:.2f}, {p.box.height:.2f}"
                    if p.box is not None else "—")
             table.add_row(str(i), p.label, Text(f"{p.probability:.4f}", justify="right"), box)
         best = (f"{result.predictions[0].label} ({result.predictions[0].probability:.2f})"

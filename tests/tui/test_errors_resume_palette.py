@@ -1,0 +1,107 @@
+"""Failures become a modal (cause, fix, details folded away), an interrupted run is offered for resume on
+start, endpoints left running are listed for cleanup, and the command palette jumps and saves logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Collapsible, Input, RadioButton
+
+from cvtriton_core.run_state import RunState
+from cvtriton_tui.app import WizardApp
+from cvtriton_tui.screens.error_modal import ErrorModal
+from cvtriton_tui.screens.resume import ResumePrompt
+
+from .conftest import SIZE, env_text, wait_for
+
+
+async def test_a_failing_step_opens_the_error_modal(local_env: Path) -> None:
+    Path("broken.zip").write_bytes(b"this is not a zip archive")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.goto("model")
+        await wait_for(pilot, lambda: app.state.current == "model", 5, "the Model step")
+        model = app.main.pane("model")
+        await pilot.click(model.query_one("#choice-path", RadioButton))
+        model.query_one("#model-path", Input).value = "broken.zip"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.state.current == "package", 5, "the Package step")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 30, "the error modal")
+        modal = app.screen
+        assert modal.error_title == "Import model failed"
+        cause = str(modal.query_one("#error-cause").render())
+        fix = str(modal.query_one("#error-fix").render())
+        assert "broken.zip" in cause and fix and fix != "see the details below"
+        details = modal.query_one("#error-details", Collapsible)
+        assert details.collapsed and "Traceback" in modal.details
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ErrorModal), 5, "the modal to close")
+        assert app.state.status["package"] == "failed"
+        assert app.main.pane("package").query_one("#package-run").disabled is False   # can run again
+
+
+async def test_interrupted_run_is_offered_and_can_be_discarded(local_env: Path) -> None:
+    RunState.load(Path("work/local")).mark("serve-local", "running")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ResumePrompt) and app.screen.query("#discard"), 5,
+                       "the resume prompt")
+        assert "Local test (serve-local)" in str(app.screen.query_one("#resume-text").render())
+        await pilot.click("#discard")
+        await pilot.pause()
+    assert RunState.load(Path("work/local")).step_status("serve-local") == "cancelled"
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ResumePrompt)
+        assert app.state.status.get("local-test") == "cancelled"          # the sidebar shows it
+
+
+async def test_resume_goes_to_the_step_and_runs_it(local_env: Path) -> None:
+    RunState.load(Path("work/local")).mark("import", "running")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ResumePrompt) and app.screen.query("#resume"), 5,
+                       "the resume prompt")
+        await pilot.click("#resume")
+        await wait_for(pilot, lambda: app.state.current == "package", 5, "the Package step")
+        await wait_for(pilot, lambda: app.state.status.get("package") == "done", 60, "the resumed packaging")
+    assert RunState.load(Path("work/local")).step_status("repository") == "done"
+
+
+async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path) -> None:
+    Path(".env").write_text(env_text(MODEL_NAME="m"))
+    state = RunState.load(Path("work"))
+    state.set(endpoint_name="cv-triton-old")
+    state.mark("deploy", "done", "deployed")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert app.state.results["endpoints_left"] == ["cv-triton-old"]
+        app.action_switch_target()
+        app.goto("cleanup")
+        await wait_for(pilot, lambda: app.state.current == "cleanup", 5, "Cleanup")
+        assert "cv-triton-old" in str(app.main.pane("cleanup").query_one("#left-running").render())
+
+
+async def test_palette_jumps_to_a_step_and_saves_the_logs(local_env: Path) -> None:
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"step 3")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.state.current == "package", 5, "the palette jump")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"save logs")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(Path("work/logs").glob("wizard-*.log")), 5, "the saved log")
+    saved = next(Path("work/logs").glob("wizard-*.log")).read_text()
+    assert saved.strip()
