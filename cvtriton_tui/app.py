@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from textual import work
 from textual.app import App
@@ -65,6 +65,13 @@ class WizardApp(App[int]):
     def on_mount(self) -> None:
         self.call_after_refresh(check_run_state, self)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_secrets":
+            return self.state.current == "settings"
+        return True
+
+    def on_worker_state_changed(self) -> None:
+        self.main.refresh_bindings()      # Run/Cancel in the footer follow the work
     # navigation -------------------------------------------------------------------------------------------
     def goto(self, step: str) -> None:
         self.main.post_message(GotoStep(step))
@@ -123,7 +130,8 @@ class WizardApp(App[int]):
                 if event.kind == "failed":
                     ok = False
                     if not event.cancelled:
-                        self.show_error(f"{_title(steps, event.step)} failed", event.message, event.details)
+                        self.show_error(f"{_title(steps, event.step)} failed", event.message, event.details,
+                                        retry=pane.run_step)
         except asyncio.CancelledError:
             ok, cancelled = False, True
             self.record_note(f"run {run_id} cancelled by the user")
@@ -158,9 +166,16 @@ class WizardApp(App[int]):
                 await asyncio.wait_for(worker.wait(), STOP_TIMEOUT_S)
 
     # errors and logs ----------------------------------------------------------------------------------
-    def show_error(self, title: str, message: str, details: str = "") -> None:
+    def show_error(self, title: str, message: str, details: str = "", *,
+                   retry: Callable[[], None] | None = None) -> None:
+        """The error modal; with ``retry``, it offers Retry (R), which calls it once the modal is closed."""
         self.record_note(f"error: {title}: {message}")
-        self.push_screen(ErrorModal(title, message, details))
+
+        def closed(answer: str | None) -> None:
+            if answer == "retry" and retry is not None:
+                retry()
+
+        self.push_screen(ErrorModal(title, message, details, can_retry=retry is not None), closed)
 
     def record_note(self, text: str) -> None:
         self.session_log.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} wizard  {redact(text)}")

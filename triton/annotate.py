@@ -36,10 +36,10 @@ def _open(image_path: Path) -> Image.Image:
             img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
     except FileNotFoundError:
-        raise UserError(f"test image {image_path} does not exist", "pick an existing JPEG or PNG file")
+        raise UserError(f"test image {image_path} does not exist", "pick an existing JPEG or PNG file") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"cannot read {image_path} as an image ({type(exc).__name__})",
-                        "pick a JPEG or PNG file")
+                        "pick a JPEG or PNG file") from exc
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -97,7 +97,7 @@ def _save_png(image: Image.Image, out_png: Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".tmp", dir=out_png.parent)
     except OSError as exc:
         raise UserError(f"cannot write {out_png} ({exc.strerror or type(exc).__name__})",
-                        "choose a writable folder (--workdir)")
+                        "choose a writable folder (--workdir)") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(buffer.getvalue())

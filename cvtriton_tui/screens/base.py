@@ -80,6 +80,9 @@ class StepPane(VerticalScroll):
         if message.run_id == self.run_id:
             self.run_finished(message.ok, message.cancelled)
 
+    def on_worker_state_changed(self) -> None:
+        self.screen.refresh_bindings()    # a pane's own worker (e.g. preparing the sample) counts as busy
+
     def handle_event(self, event: Any) -> None:
         """Render one core event of this pane's run."""
 

@@ -34,8 +34,8 @@ class MainScreen(Screen):
     BINDINGS = [
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("ctrl+b", "back", "Back", priority=True),
-        Binding("f5", "app.run_step", "Run step"),
-        Binding("f8", "app.cancel_run", "Cancel run"),
+        Binding("f5", "run_step", "Run step"),
+        Binding("f8", "cancel_run", "Cancel run"),
         Binding("ctrl+s", "save_settings", "Save settings", show=False),
     ]
 
@@ -90,6 +90,25 @@ class MainScreen(Screen):
         self.query_one("#nav-status", Static).update(
             Text(f"Step {index + 1} of {len(steps)}: {STEP_TITLES[step]}", justify="center"))
         self.pane(step).entered()
+        self.app.refresh_bindings()       # "Show secrets" is offered on the Settings step only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer: Cancel is greyed out unless work runs, Run step while it does."""
+        busy = self.app.busy()  # type: ignore[attr-defined]
+        if action == "cancel_run":
+            return True if busy else None
+        if action == "run_step":
+            return None if busy else True
+        return True
+
+    def action_run_step(self) -> None:
+        self.app.action_run_step()  # type: ignore[attr-defined]
+
+    def action_cancel_run(self) -> None:
+        self.app.action_cancel_run()  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self) -> None:
+        self.refresh_bindings()
 
     def action_save_settings(self) -> None:
         self.pane("settings").action_save()  # type: ignore[attr-defined]

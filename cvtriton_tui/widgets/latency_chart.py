@@ -59,7 +59,7 @@ class Bars:
         heights = [round(v / top * ROWS * 8) for v in self.values]
         for row in range(ROWS, 0, -1):
             floor = (row - 1) * 8
-            for value, height in zip(self.values, heights):
+            for value, height in zip(self.values, heights, strict=True):
                 cell = EIGHTHS[min(8, max(0, height - floor))]
                 yield Segment(cell, slow if value > self.threshold else normal)
             yield Segment.line()

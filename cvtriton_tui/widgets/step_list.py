@@ -24,7 +24,7 @@ def step_prompt(number: int, title: str, status: str) -> Text:
 
 class StepList(OptionList):
     DEFAULT_CSS = """
-    StepList { width: 26; height: 1fr; border: round $panel; }
+    StepList { width: 29; max-width: 33%; height: 1fr; border: round $panel; }
     """
 
     def __init__(self, **kwargs: Any) -> None:

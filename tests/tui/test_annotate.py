@@ -27,7 +27,7 @@ def test_boxes_are_drawn_on_the_exif_rotated_image(tmp_path: Path) -> None:
         colour = label_colours(["can"])["can"]
         assert rgb.getpixel((50, 149)) == colour                          # bottom edge: y = (0.5 + 0.25) * 200
         assert rgb.getpixel((25, 125)) == colour                          # left edge: x = 0.25 * 100
-        assert rgb.getpixel((50, 125)) != colour and max(abs(a - b) for a, b in zip(rgb.getpixel((50, 125)), GREY)) < 10
+        assert rgb.getpixel((50, 125)) != colour and max(abs(a - b) for a, b in zip(rgb.getpixel((50, 125)), GREY, strict=True)) < 10
     assert [p.name for p in out.parent.iterdir()] == ["p.png"]           # no temporary file left
 
 

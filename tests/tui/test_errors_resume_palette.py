@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Collapsible, Input, RadioButton
+from textual.widgets import Button, Collapsible, Input, RadioButton
 
 from cvtriton_core.run_state import RunState
 from cvtriton_tui.app import WizardApp
@@ -37,6 +37,11 @@ async def test_a_failing_step_opens_the_error_modal(local_env: Path) -> None:
         assert "broken.zip" in cause and fix and fix != "see the details below"
         details = modal.query_one("#error-details", Collapsible)
         assert details.collapsed and "Traceback" in modal.details
+        assert modal.query("#retry")
+        await pilot.press("r")                                  # Retry runs the step again: same failure
+        await wait_for(pilot, lambda: sum("(Package)" in line for line in app.session_log) == 2, 10, "a retry")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and app.screen is not modal, 30,
+                       "the second error modal")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ErrorModal), 5, "the modal to close")
         assert app.state.status["package"] == "failed"
@@ -50,14 +55,14 @@ async def test_interrupted_run_is_offered_and_can_be_discarded(local_env: Path) 
         await wait_for(pilot, lambda: isinstance(app.screen, ResumePrompt) and app.screen.query("#discard"), 5,
                        "the resume prompt")
         assert "Local test (serve-local)" in str(app.screen.query_one("#resume-text").render())
-        await pilot.click("#discard")
-        await pilot.pause()
+        app.screen.query_one("#discard", Button).press()
+        await wait_for(pilot, lambda: not isinstance(app.screen, ResumePrompt), 5, "the prompt to close")
     assert RunState.load(Path("work/local")).step_status("serve-local") == "cancelled"
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.3)
-        assert not isinstance(app.screen, ResumePrompt)
-        assert app.state.status.get("local-test") == "cancelled"          # the sidebar shows it
+        await wait_for(pilot, lambda: app.state.status.get("local-test") == "cancelled", 5, "the saved status")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ResumePrompt)                    # nothing left to resume
 
 
 async def test_resume_goes_to_the_step_and_runs_it(local_env: Path) -> None:
@@ -66,7 +71,7 @@ async def test_resume_goes_to_the_step_and_runs_it(local_env: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ResumePrompt) and app.screen.query("#resume"), 5,
                        "the resume prompt")
-        await pilot.click("#resume")
+        app.screen.query_one("#resume", Button).press()
         await wait_for(pilot, lambda: app.state.current == "package", 5, "the Package step")
         await wait_for(pilot, lambda: app.state.status.get("package") == "done", 60, "the resumed packaging")
     assert RunState.load(Path("work/local")).step_status("repository") == "done"
