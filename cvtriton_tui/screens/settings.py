@@ -63,9 +63,11 @@ class SettingsPane(StepPane):
     def _show_file(self) -> None:
         text = Text(f"Settings file: {self.state.env_file}")
         if not self.state.env_file.exists():
-            text.append("  (not found — saving creates it)", style="yellow")
+            text.append(" · ")
+            text.append("not found — saving creates it", style="yellow")
         if self.state.edits:
-            text.append(f"  ● {len(self.state.edits)} unsaved change(s)", style="bold yellow")
+            text.append(" · ")
+            text.append(f"● {len(self.state.edits)} unsaved change(s)", style="bold yellow")
         self.query_one("#env-file", Static).update(text)
 
     # editing ------------------------------------------------------------------------------------------

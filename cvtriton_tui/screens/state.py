@@ -89,7 +89,7 @@ class WizardState:
         return cls(env_file=Path(env_file), workdir=Path(workdir), settings=settings, target=target,
                    endpoint_name=settings.get("ENDPOINT_NAME") or "",
                    new_name=settings.get("VISION_PROJECT_NAME") or "",
-                   export_flavor=settings.get("VISION_EXPORT_FLAVOR") or "ONNX16")
+                   export_flavor=settings.get("VISION_EXPORT_FLAVOR") or "ONNX12")
 
     def effective_settings(self) -> Settings:
         """Saved settings with the wizard's unsaved edits on top: what a run started now uses."""

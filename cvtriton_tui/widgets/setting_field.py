@@ -38,7 +38,7 @@ class SettingField(Vertical):
     SettingField > Horizontal { height: auto; }
     SettingField .field-name { width: 34; padding: 0 1 0 0; }
     SettingField Input { width: 1fr; }
-    SettingField .field-error { padding-left: 34; display: none; }
+    SettingField .field-error { padding-left: 34; width: 1fr; height: auto; display: none; }
     SettingField.invalid .field-error { display: block; }
     SettingField.invalid Input { background: $error 25%; }
     """
