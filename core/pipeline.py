@@ -150,19 +150,20 @@ async def _run_one(step: Step, run: RunContext, emit: Callable[[Event], None]) -
         emit(StepFailed(step=step.name, message=f"{step.title} cancelled — run it again to resume", cancelled=True))
         raise
     except UserError as exc:
-        run.state.mark(step.name, "failed", exc.one_line())
-        emit(StepFailed(step=step.name, message=redact(exc.one_line()), exit_code=exc.exit_code,
-                        details=redact(_details(exc))))
+        message = redact(exc.one_line())
+        run.state.mark(step.name, "failed", message)
+        emit(StepFailed(step=step.name, message=message, exit_code=exc.exit_code, details=redact(_details(exc))))
         return False
     except Exception as exc:  # an unexpected failure: still one line on screen, details kept for the log
-        message = f"{step.title} failed unexpectedly: {type(exc).__name__}: {_first_line(exc)} — see the log for details"
+        message = redact(f"{step.title} failed unexpectedly: {type(exc).__name__}: {_first_line(exc)} "
+                         "— see the log for details")
         run.state.mark(step.name, "failed", message)
-        emit(StepFailed(step=step.name, message=redact(message), details=redact(_details(exc))))
+        emit(StepFailed(step=step.name, message=message, details=redact(_details(exc))))
         return False
-    summary = getattr(result, "summary", "") if result is not None else ""
+    summary = redact(getattr(result, "summary", "") if result is not None else "")
     skipped = bool(getattr(result, "skipped", False))
     run.state.mark(step.name, "done", summary)
-    emit(StepFinished(step=step.name, summary=redact(summary), elapsed_s=time.monotonic() - ctx.started,
+    emit(StepFinished(step=step.name, summary=summary, elapsed_s=time.monotonic() - ctx.started,
                       result=result, skipped=skipped))
     return True
 

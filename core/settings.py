@@ -142,6 +142,10 @@ class Settings(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def raw(self, name: str) -> str:
+        """The value as written in the file ('' when unset): no default applied."""
+        return self._values.get(name, "")
+
     def with_values(self, **changes: str) -> "Settings":
         return Settings({**self._values, **changes}, self.path)
 

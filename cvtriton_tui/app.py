@@ -219,7 +219,7 @@ class WizardApp(App[int]):
         if not keep_edits:
             self.state.edits.clear()
         for name, value in list(self.state.edits.items()):
-            if settings._values.get(name, "") == value:
+            if settings.raw(name) == value:
                 self.state.edits.pop(name)
         self.main.pane("settings").show_values()  # type: ignore[attr-defined]
         return True

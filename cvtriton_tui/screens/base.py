@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
+from textual.css.query import NoMatches
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -44,6 +45,18 @@ class StepPane(VerticalScroll):
         if self.intro:
             text.append("\n" + self.intro, style="")
         return Static(text, classes="pane-intro")
+
+    def on_mount(self) -> None:
+        # Panes other than the first are mounted lazily, right after the first paint. If the app is already
+        # shutting down by then, their children may be gone before Mount arrives: nothing to set up.
+        try:
+            self.setup()
+        except NoMatches:
+            if self.is_attached and self.app.is_running and not self.app._exit:
+                raise
+
+    def setup(self) -> None:
+        """Fill the pane once its widgets are mounted (replaces on_mount in subclasses)."""
 
     # hooks the main screen calls ------------------------------------------------------------------------
     def entered(self) -> None:

@@ -32,7 +32,7 @@ class CleanupPane(StepPane):
             yield Button("Delete endpoint… (F5)", id="cleanup-run", variant="error")
         yield EventLog(id="cleanup-log", title="Cleanup log")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.entered()
 
     def endpoint(self) -> str:

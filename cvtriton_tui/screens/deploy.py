@@ -76,7 +76,7 @@ class DeployPane(StepPane):
             with Vertical(id="deploy-log-box"):
                 yield EventLog(id="container-log", title="Container log")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.entered()
 
     def entered(self) -> None:

@@ -71,7 +71,7 @@ class LocalTestPane(StepPane):
         yield ResultsView(id="results")
         yield EventLog(id="triton-log", sources=("triton",), title="Triton log")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.query_one(ProgressPanel).plan(list(TITLES.items()))
         self.query_one("#test-error", Label).display = False
         self.entered()

@@ -46,7 +46,7 @@ class ModelPane(StepPane):
         yield Label("", id="model-error", classes="field-error")
         yield Static("", id="model-summary")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self._refresh()
 
     def _refresh(self) -> None:

@@ -45,7 +45,7 @@ class PackagePane(StepPane):
                 yield Static(Text("Not written yet — press Package.", style="dim"), id="config-text")
             yield EventLog(id="package-log", title="Import, build and push log", exclude=("config.pbtxt",))
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
         self.entered()
 

@@ -66,7 +66,7 @@ class ProjectPane(StepPane):
         yield NewProjectForm(id="new-box")
         yield Static("", id="project-choice")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.query_one("#projects", DataTable).add_columns("name", "task", "domain", "exportable", "created")
         self.query_one("#iterations", DataTable).add_columns("iteration", "status", "published", "precision",
                                                               "recall", "mAP", "trained")

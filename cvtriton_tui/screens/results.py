@@ -29,7 +29,7 @@ class ResultsPane(StepPane):
             yield Button("Show the local test's results", id="show-local")
         yield ResultsView(id="endpoint-results")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.entered()
 
     def entered(self) -> None:

@@ -55,7 +55,7 @@ class SettingsPane(StepPane):
             yield Button("Save (Ctrl+S)", id="save", variant="primary")
             yield Button("Reload from file", id="reload")
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self._show_file()
         for field in self.query(SettingField):
             field.validate_value()
@@ -77,7 +77,7 @@ class SettingsPane(StepPane):
             return
         name = field.var.name
         value = event.value.strip()
-        if value == self.state.settings._values.get(name, ""):
+        if value == self.state.settings.raw(name):
             self.state.edits.pop(name, None)
         else:
             self.state.edits[name] = value

@@ -98,7 +98,7 @@ class WizardState:
     def value(self, name: str) -> str:
         if name in self.edits:
             return self.edits[name]
-        return self.settings._values.get(name, "")  # the raw value, defaults are shown as placeholders
+        return self.settings.raw(name)  # the raw value, defaults are shown as placeholders
 
     @property
     def steps(self) -> tuple[str, ...]:

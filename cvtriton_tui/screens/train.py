@@ -66,7 +66,7 @@ class TrainPane(StepPane):
         flavor = self.state.export_flavor
         return flavor if flavor in {v for _, v in FLAVORS} else "ONNX12"   # ONNX16 (the seed's) is not an ONNX flavor
 
-    def on_mount(self) -> None:
+    def setup(self) -> None:
         self.state.export_flavor = self._flavor()
         self.entered()
 
@@ -139,7 +139,7 @@ class TrainPane(StepPane):
         # them like the steps (and the seed) do, so the next run and the headless command use them.
         saved = self.state.settings
         chosen = {k: v for k, v in self.settings_overrides().items()
-                  if k in ("VISION_PROJECT_ID", "VISION_ITERATION_ID") and v and saved._values.get(k, "") != v}
+                  if k in ("VISION_PROJECT_ID", "VISION_ITERATION_ID") and v and saved.raw(k) != v}
         self.run_worker(self._persist(chosen), group="save", exit_on_error=False)
 
     async def _persist(self, chosen: dict[str, str]) -> None:
