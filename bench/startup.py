@@ -29,7 +29,26 @@ MARKER = b"1. Settings"
 TIMEOUT_S = 20.0
 
 
-def one_run(workdir: Path, *, no_bytecode: bool = False) -> float:
+# The baseline, measured in the same run: the smallest Textual app that paints the same marker, started the
+# same way. The ratio wizard/baseline is what the wizard adds on top of Python + Textual themselves.
+BASELINE_APP = (
+    "from textual.app import App\n"
+    "from textual.widgets import Footer, Header, Static\n"
+    "class Bare(App):\n"
+    "    BINDINGS = [('ctrl+q', 'quit', 'Quit')]\n"
+    "    def compose(self):\n"
+    "        yield Header()\n"
+    "        yield Static('1. Settings')\n"
+    "        yield Footer()\n"
+    "Bare().run()\n"
+)
+
+
+def wizard_command(workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "cvtriton_tui", "--env-file", str(workdir / ".env"), "--workdir", str(workdir / "work")]
+
+
+def one_run(workdir: Path, *, no_bytecode: bool = False, command: list[str] | None = None) -> float:
     """Seconds from spawning the process to the first frame that shows the wizard's step list."""
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40", "TEXTUAL_ANIMATIONS": "none"}
@@ -43,8 +62,7 @@ def one_run(workdir: Path, *, no_bytecode: bool = False) -> float:
 
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cvtriton_tui", "--env-file", str(workdir / ".env"),
-                             "--workdir", str(workdir / "work")], stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen(command or wizard_command(workdir), stdin=slave, stdout=slave, stderr=slave,
                             env=env, close_fds=True, start_new_session=True)
     os.close(slave)
     seen = b""
@@ -89,13 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cvtriton-bench-") as tmp:
         workdir = Path(tmp)
         (workdir / ".env").write_text("MODEL_NAME=bench\n", encoding="utf-8")
-        times = [one_run(workdir) for _ in range(max(2, args.runs))]
+        bare = [sys.executable, "-c", BASELINE_APP]
+        times, baseline = [], []
+        for _ in range(max(2, args.runs)):          # interleaved, so both see the same machine load
+            times.append(one_run(workdir))
+            baseline.append(one_run(workdir, command=bare))
         uncached = [one_run(workdir, no_bytecode=True) for _ in range(2)]
     first, rest = times[0], times[1:]
-    median = statistics.median(rest)
+    median, base = statistics.median(rest), statistics.median(baseline[1:])
     print(f"first paint (fresh process, {len(rest)} runs): median {median * 1000:.0f} ms, "
           f"min {min(rest) * 1000:.0f} ms, max {max(rest) * 1000:.0f} ms; very first run {first * 1000:.0f} ms; "
           f"with an empty bytecode cache {max(uncached) * 1000:.0f} ms")
+    print(f"baseline (bare Textual app, same harness): median {base * 1000:.0f} ms -> "
+          f"wizard/baseline = {median / base:.2f}x")
     return 0 if median <= args.budget else 1
 
 
