@@ -77,7 +77,7 @@ class ImportModel:
         ctx.state.set(onnx_path=imported.onnx_path)
         info = imported.info
         return ImportResult(
-            summary=f"{info.task} model ({info.contract.value}), input {info.input.name} "
+            summary=f"{info.contract.value.replace('_', ' ')} model, input {info.input.name} "
                     f"{info.height}x{info.width} {info.input.dtype}, {len(imported.labels)} labels",
             onnx_path=imported.onnx_path, info=info, labels=imported.labels, warnings=imported.warnings,
         )
