@@ -179,6 +179,7 @@ class ProjectPane(StepPane):
         if self.state.project is None or message.project_id != self.state.project.id:
             return
         self.iterations = message.iterations
+        table.border_title = f"Iterations of {self.state.project.name}"   # the title names what is listed
         table.clear()
         table.add_row(Text("(train a new iteration)", style="italic"), "", "", "", "", "", "", key=NEW_ITERATION)
         for it in self.iterations:
