@@ -247,8 +247,9 @@ class ExportIteration:
                 raise UserError(f"{it.name} cannot be exported (its domain is not a compact domain, or it is not "
                                 "trained)", "use a project on a compact domain such as 'General (compact)'")
             export, requested = await cv.request_export(project_id, it.id, flavor)
-            ctx.log(f"requested an ONNX {flavor} export of {it.name}" if requested else
-                    f"reusing the existing ONNX {flavor} export of {it.name} ({export.status})")
+            kind = f"ONNX export (flavor {flavor})" if flavor else "ONNX export (default flavor)"
+            ctx.log(f"requested an {kind} of {it.name}" if requested else
+                    f"reusing the existing {kind} of {it.name} ({export.status})")
             export = await cv.wait_export(project_id, it.id, flavor, on_poll=lambda e, s: ctx.progress(
                 f"Custom Vision is exporting ({s:.0f} s)"))
             try:
@@ -261,5 +262,5 @@ class ExportIteration:
         await ctx.blocking(safe_extract, zip_path, dest)
         ctx.state.set(export_dir=dest, export_zip=zip_path, export_iteration=it.id, export_flavor=flavor or "")
         size = zip_path.stat().st_size
-        return ExportResult(f"{it.name} exported as ONNX {flavor} ({size / 1024:.0f} KiB) into {dest}", dest, zip_path,
-                            flavor or "", tuple(names), not requested)
+        summary = f"{it.name} exported as ONNX ({flavor or 'default flavor'}, {size / 1024:.0f} KiB) into {dest}"
+        return ExportResult(summary, dest, zip_path, flavor or "", tuple(names), not requested)

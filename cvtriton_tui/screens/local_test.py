@@ -6,6 +6,7 @@ cancelled (the core closes it)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ class LocalTestPane(StepPane):
         self.state.results["test"] = result
         self.query_one(ResultsView).show_result(result)
         out = self.state.workdir / "results" / f"{Path(result.image).stem}-predictions.png"
-        self.run_worker(self._annotate(result, out), group="annotate", exclusive=True, exit_on_error=False)
+        self.run_worker(partial(self._annotate, result, out), group="annotate", exclusive=True, exit_on_error=False)
 
     async def _annotate(self, result: Any, out: Path) -> None:
         try:

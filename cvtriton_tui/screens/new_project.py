@@ -5,6 +5,7 @@ service would refuse — before anything leaves this machine (``cvtriton_core.im
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ class NewProjectForm(Vertical):
             self.query_one("#scan-status", Label).update("")
             return
         self.query_one("#scan-status", Label).update(Text(f"Scanning {folder}…", style="dim"))
-        self.run_worker(self._scan(Path(folder).expanduser(), self.state.new_task or None), group="scan",
+        self.run_worker(partial(self._scan, Path(folder).expanduser(), self.state.new_task or None), group="scan",
                         exclusive=True, exit_on_error=False)
 
     async def _scan(self, folder: Path, task: str | None) -> None:

@@ -84,7 +84,7 @@ class PackagePane(StepPane):
         self.query_one(EventLog).clear()
         self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
         if self.state.target == "local" and self.state.model_choice == "sample":
-            self.run_worker(self._sample_then_run(), group="prepare", exclusive=True, exit_on_error=False)
+            self.run_worker(self._sample_then_run, group="prepare", exclusive=True, exit_on_error=False)
         else:
             model = Path(self.state.model_path).expanduser() if self.state.target == "local" else None
             self._run(model)

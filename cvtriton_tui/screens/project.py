@@ -4,6 +4,7 @@ project from an image folder. Listing runs in workers through the Custom Vision 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -91,7 +92,7 @@ class ProjectPane(StepPane):
     # listing ----------------------------------------------------------------------------------------------
     def load_projects(self) -> None:
         self.query_one("#projects", DataTable).loading = True
-        self.run_worker(self._load_projects(), group="cv-projects", exclusive=True, exit_on_error=False)
+        self.run_worker(self._load_projects, group="cv-projects", exclusive=True, exit_on_error=False)
 
     async def _load_projects(self) -> None:
         from cvtriton_core.adapters.customvision import CustomVisionService
@@ -116,6 +117,13 @@ class ProjectPane(StepPane):
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
         self.loaded = True
         self.projects = message.projects
+        if self.state.project is None:      # start on the project the settings name (by id, else by name)
+            settings = self.state.effective_settings()
+            wanted_id, wanted_name = settings.raw("VISION_PROJECT_ID"), settings.raw("VISION_PROJECT_NAME")
+            self.state.project = (next((p for p in self.projects if wanted_id and p.id == wanted_id), None)
+                                  or next((p for p in self.projects if wanted_name and p.name == wanted_name), None))
+            if self.state.project is not None:
+                self.load_iterations(self.state.project)
         self.query_one(NewProjectForm).set_domains(message.domains)
         self.query_one("#projects", DataTable).loading = False
         self._fill_projects()
@@ -158,7 +166,7 @@ class ProjectPane(StepPane):
         table = self.query_one("#iterations", DataTable)
         table.border_title = f"Iterations of {project.name}"
         table.loading = True
-        self.run_worker(self._load_iterations(project.id), group="cv-iterations", exclusive=True,
+        self.run_worker(partial(self._load_iterations, project.id), group="cv-iterations", exclusive=True,
                         exit_on_error=False)
 
     async def _load_iterations(self, project_id: str) -> None:
@@ -185,9 +193,11 @@ class ProjectPane(StepPane):
         for it in self.iterations:
             table.add_row(it.name, it.status, it.published_name or "—", _pct(it.precision), _pct(it.recall),
                           _pct(it.average_precision), _date(it.trained_at), key=it.id)
+        wanted = self.state.effective_settings().raw("VISION_ITERATION_ID")
         completed = [it for it in self.iterations if it.status == "Completed"]
-        if completed:
-            table.move_cursor(row=table.get_row_index(completed[-1].id))
+        chosen = next((it for it in self.iterations if it.id == wanted), None) or (completed[-1] if completed else None)
+        if chosen is not None:
+            table.move_cursor(row=table.get_row_index(chosen.id))
 
     # choice -----------------------------------------------------------------------------------------------
     def _summary(self) -> None:

@@ -5,6 +5,7 @@ choice of target: Azure (the whole pipeline) or Local (a local Triton on an expo
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from itertools import groupby
 
 from rich.text import Text
@@ -132,7 +133,7 @@ class SettingsPane(StepPane):
         if not self.state.edits:
             self.app.notify("Nothing to save: the settings file already holds these values.")
             return
-        self.run_worker(self._save(dict(self.state.edits)), group="save", exclusive=True, exit_on_error=False)
+        self.run_worker(partial(self._save, dict(self.state.edits)), group="save", exclusive=True, exit_on_error=False)
 
     async def _save(self, changes: dict[str, str]) -> None:
         path = self.state.env_file
@@ -169,7 +170,7 @@ class SettingsPane(StepPane):
         status = self.query_one(f"#status-{service}", Label)
         status.add_class("shown")
         status.update(Text(f"checking {SERVICE_TITLES[service]}…", style="dim"))
-        self.run_worker(self._check(service), group=f"check-{service}", exclusive=True, exit_on_error=False)
+        self.run_worker(partial(self._check, service), group=f"check-{service}", exclusive=True, exit_on_error=False)
 
     async def _check(self, service: str) -> None:
         try:

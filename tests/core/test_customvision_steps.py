@@ -141,7 +141,7 @@ def test_existing_project_and_existing_export_are_reused(cv_emulator, cv_env, ru
         cv_emulator.store.export(project, project.iterations[0], "ONNX", "ONNX12")
     result = run_cli(cv_env(), "project,export")
     assert result.code == 0, result.events[-1]
-    assert any("reusing the existing ONNX ONNX12 export" in e["line"] for e in result.of("export", "log"))
+    assert any("reusing the existing ONNX export (flavor ONNX12)" in e["line"] for e in result.of("export", "log"))
     assert cv_emulator.counters["exports_started"] == 1 and cv_emulator.counters["export_iteration"] == 0
     assert (tmp_path / "work" / "export" / "labels.txt").read_text().split() == ["cat", "dog"]
 

@@ -62,9 +62,12 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
         assert table[0][3] == "no" and table[1][3] == "yes"
         assert table[1][1] == "Classification-Multiclass" and table[1][2] == "General (compact)"
 
-        # a project that cannot export is refused with the reason
+        # the project the settings name (VISION_PROJECT_NAME=shapes) is preselected
         await wait_for(pilot, lambda: app.state.project is not None, 10, "a highlighted project")
-        assert app.state.project.name == "portal-only"
+        assert app.state.project.name == "shapes"
+        # a project that cannot export is refused with the reason
+        projects.move_cursor(row=0)
+        await wait_for(pilot, lambda: app.state.project.name == "portal-only", 10, "the portal-only project")
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert app.state.current == "project"
