@@ -4,7 +4,6 @@ masked in every repr and registered for redaction, saved back atomically with a 
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -12,7 +11,7 @@ from typing import Callable, Iterable, Mapping
 from dotenv import dotenv_values
 
 from cvtriton_core.errors import SettingsError
-from cvtriton_core.fsutil import atomic_write_text
+from cvtriton_core.fsutil import atomic_write_bytes, atomic_write_text
 from cvtriton_core.redact import mask, register_secret
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -23,7 +22,7 @@ RESOURCE_ID = re.compile(
 )
 ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,89}[-\w_()]$")
+RESOURCE_GROUP = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")   # 1-90, not ending in "."
 WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 LOCATION = re.compile(r"^[a-z0-9]{3,30}$")
 PROJECT_TASKS = ("", "Classification-Multiclass", "Classification-Multilabel", "ObjectDetection")
@@ -201,19 +200,21 @@ def save_env(path: Path | str, changes: Mapping[str, str]) -> Path | None:
     """
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    pending = dict(changes)
+    written: set[str] = set()
     out: list[str] = []
     for line in lines:
         match = re.match(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
-        if match and match.group(1) in pending:
-            out.append(f"{match.group(1)}={_quote(pending.pop(match.group(1)))}")
+        if match and match.group(1) in changes:
+            # Every occurrence: python-dotenv keeps the last one, so a duplicate left as is would win.
+            out.append(f"{match.group(1)}={_quote(changes[match.group(1)])}")
+            written.add(match.group(1))
         else:
             out.append(line)
-    out.extend(f"{name}={_quote(value)}" for name, value in pending.items())
+    out.extend(f"{name}={_quote(value)}" for name, value in changes.items() if name not in written)
     backup = None
     if path.exists():
         backup = path.with_name(path.name + ".bak")
-        shutil.copy2(path, backup)
+        atomic_write_bytes(backup, path.read_bytes(), mode=0o600)   # it holds the secrets too
     atomic_write_text(path, "\n".join(out) + "\n", mode=0o600)
     return backup
 

@@ -88,3 +88,27 @@ def test_load_missing_file_required(tmp_path):
     with pytest.raises(SettingsError) as err:
         Settings.load(tmp_path / "nope.env", required=True)
     assert "not found" in str(err.value)
+
+
+def test_save_replaces_every_occurrence_of_a_duplicated_variable(tmp_path):
+    # python-dotenv keeps the last occurrence: updating only the first would silently lose the change.
+    env = tmp_path / ".env"
+    env.write_text("VISION_PROJECT_NAME=old\nOTHER=1\nVISION_PROJECT_NAME=older\n")
+    save_env(env, {"VISION_PROJECT_NAME": "new"})
+    assert Settings.load(env).raw("VISION_PROJECT_NAME") == "new"
+    assert "old" not in env.read_text()
+
+
+def test_backup_is_private_even_when_the_file_was_not(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(f"VISION_TRAINING_KEY={KEY}\n")
+    os.chmod(env, 0o644)
+    backup = save_env(env, {"VISION_PROJECT_NAME": "birds"})
+    assert backup is not None and KEY in backup.read_text()
+    assert oct(os.stat(backup).st_mode & 0o777) == "0o600"
+
+
+def test_one_character_resource_group_is_valid():
+    # Azure: 1-90 characters (letters, digits, _ - . ( )), not ending with a period.
+    assert Settings({**GOOD, "AZUREML_RESOURCE_GROUP": "r"}).problems("azure") == []
+    assert Settings({**GOOD, "AZUREML_RESOURCE_GROUP": "rg."}).problems("azure")
