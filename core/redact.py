@@ -10,11 +10,15 @@ MASK = "••••••"
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
-# Header-style secrets that may appear in SDK error text even if their value was never registered.
+# Header-style secrets that may appear in SDK error text even if their value was never registered: as
+# ``Name: value``, ``name=value``, or quoted as in a dict repr / JSON body (``'Authorization': 'Bearer x'``,
+# ``"primaryKey": "x"`` from Azure ML's listKeys).
+_Q = "['\"]?"
 _PATTERNS = [
-    re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|basic)?\s*)([^\s,;'\"]+)"),
-    re.compile(r"(?i)((?:training|prediction)-key\s*[:=]\s*)([^\s,;'\"]+)"),
-    re.compile(r"(?i)((?:api[-_]?key|sig|password|token)\s*[=:]\s*)([^\s,;&'\"]+)"),
+    re.compile(rf"(?i)(authorization{_Q}\s*[:=]\s*{_Q}(?:bearer|basic)?\s*)([^\s,;'\"]+)"),
+    re.compile(rf"(?i)((?:training|prediction|subscription)-key{_Q}\s*[:=]\s*{_Q})([^\s,;'\"]+)"),
+    re.compile(rf"(?i)((?:api[-_]?key|primarykey|secondarykey|sig|password|token){_Q}\s*[=:]\s*{_Q})"
+               r"([^\s,;&'\"]+)"),
 ]
 
 
