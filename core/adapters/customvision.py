@@ -13,13 +13,14 @@ from typing import Any, Callable
 
 from cvtriton_core.adapters.customvision_ops import TrainingOps
 from cvtriton_core.adapters.customvision_types import (COMPACT_DOMAIN, TASKS, DomainInfo, ExportInfo, ImageOutcome,
-                                                       IterationInfo, ProjectInfo, ServiceRefusal, UploadItem,
-                                                       domain_info, domain_type, iteration_info, project_info)
+                                                       IterationInfo, IterationNotFound, ProjectInfo, ServiceRefusal,
+                                                       UploadItem, domain_info, domain_type, iteration_info,
+                                                       project_info)
 from cvtriton_core.adapters.retry import CallFailed, CallFailure, RetryPolicy, call_with_retry
 from cvtriton_core.errors import StepFailed, UserError
 
 __all__ = ["CustomVisionService", "DomainInfo", "ProjectInfo", "IterationInfo", "ExportInfo", "UploadItem",
-           "ImageOutcome", "ServiceRefusal", "COMPACT_DOMAIN", "TASKS"]
+           "ImageOutcome", "ServiceRefusal", "IterationNotFound", "COMPACT_DOMAIN", "TASKS"]
 
 _CHECK_POLICY = RetryPolicy(budget_s=30.0, max_transport_failures=1)
 
@@ -173,7 +174,7 @@ class CustomVisionService(TrainingOps):
                                   lambda: self._client().get_iteration(project_id, iteration_id))
         except ServiceRefusal as refusal:
             if refusal.status in (400, 404):
-                raise UserError(f"iteration {iteration_id} does not exist in project {project_id}",
+                raise IterationNotFound(f"iteration {iteration_id} does not exist in project {project_id}",
                                 "fix or remove VISION_ITERATION_ID (the train step sets it)") from None
             raise
         perf = await self._performance(project_id, iteration_id) if with_performance and it.status == "Completed" \

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence, TypeVar
 
-from cvtriton_core.errors import StepFailed
+from cvtriton_core.errors import StepFailed, UserError
 
 T = TypeVar("T")
 
@@ -33,6 +33,10 @@ class ServiceRefusal(StepFailed):
         self.status, self.code, self.service_message = status, code, message
         super().__init__(f"Custom Vision refused to {what}: {message}" + (f" ({code})" if code else ""),
                          "fix what the service names and run again")
+
+
+class IterationNotFound(UserError):
+    """The project has no iteration with that id (deleted in the portal, or a wrong VISION_ITERATION_ID)."""
 
 
 def domain_type(task: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cvtriton_core.adapters.customvision import CustomVisionService, IterationInfo
 from cvtriton_core.adapters.customvision_ops import DownloadRefused
-from cvtriton_core.adapters.customvision_types import domain_type
+from cvtriton_core.adapters.customvision_types import IterationNotFound, domain_type
 from cvtriton_core.adapters.export_download import safe_extract, verify_export_zip
 from cvtriton_core.errors import SettingsError, UserError
 from cvtriton_core.pipeline import StepContext
@@ -67,8 +67,8 @@ class ChooseProject:
                                 "(compact)' in the portal's project settings and train again")
         if ctx.state.get("project_id") not in (None, project.id):
             ctx.log("the project changed since the last run: earlier iteration and export are forgotten")
-            ctx.state.set(iteration_id=None, training_iteration=None, trained_for=None, upload_digest=None,
-                          export_iteration=None)
+            ctx.state.set(iteration_id=None, training_iteration=None, training_for=None, trained_for=None,
+                          upload_digest=None, export_iteration=None)
         ctx.state.set(project_id=project.id, project_name=project.name, project_task=project.task)
         save_ids(ctx, VISION_PROJECT_ID=project.id, **({"VISION_ITERATION_ID": ""} if created else {}))
         verb = "created" if created else "using"
@@ -175,30 +175,57 @@ class TrainIteration:
             pending = ctx.state.get("training_iteration")
             trained = True
             if not pending and ctx.state.get("iteration_id") and wanted and ctx.state.get("trained_for") == wanted:
-                it = await cv.get_iteration(project_id, ctx.state.get("iteration_id"), with_performance=True)
-                if it.status == "Completed":
+                it = await self._still_there(ctx, cv, project_id, ctx.state.get("iteration_id"), with_performance=True)
+                if it is not None and it.status == "Completed":
                     return self._result(ctx, it, trained=False, skipped=True)
-            if pending and (earlier := await cv.get_iteration(project_id, pending)).status == "Failed":
+            earlier = await self._still_there(ctx, cv, project_id, pending) if pending else None
+            if earlier is not None and earlier.status == "Failed":
                 ctx.log(f"the earlier training ({earlier.name}) failed: {earlier.training_error or 'no reason given'}; "
                         "training again", level="warning")
-                pending = None
-            if pending:
+            if earlier is not None and earlier.status != "Failed":
                 ctx.log(f"resuming: waiting for the training started earlier ({pending})")
                 iteration_id = pending
+                # started for other images than the folder now holds: ask again once it is done
+                stale = ctx.state.get("training_for") != wanted
+                pending_before = True
             else:
                 ctx.progress("Asking Custom Vision to train")
                 started, trained = await cv.train(project_id)
                 iteration_id = started.id
-                ctx.state.set(training_iteration=iteration_id)
+                ctx.state.set(training_iteration=iteration_id, training_for=wanted if trained else None)
+                stale = not trained and started.status != "Completed"    # someone else's training, maybe older
+                pending_before = False
                 if not trained:
                     ctx.log(f"{started.name} is {'up to date' if started.status == 'Completed' else 'already training'}"
                             "; no new training started")
             start = time.monotonic()
-            it = await cv.wait_training(project_id, iteration_id, on_poll=lambda i, s: ctx.progress(
-                f"{i.name}: {i.status} ({s:.0f} s)"))
-        ctx.state.set(training_iteration=None, iteration_id=it.id, trained_for=wanted)
+
+            def on_poll(i: IterationInfo, waited: float) -> None:
+                ctx.progress(f"{i.name}: {i.status} ({waited:.0f} s)")
+
+            it = await cv.wait_training(project_id, iteration_id, on_poll=on_poll)
+            if stale:
+                ctx.log(f"{it.name} may predate the latest upload; asking whether the new images need training")
+                again, trained_again = await cv.train(project_id)
+                if again.id != it.id:
+                    ctx.state.set(training_iteration=again.id, training_for=wanted if trained_again else None)
+                    it = await cv.wait_training(project_id, again.id, on_poll=on_poll)
+                    trained = trained or trained_again
+        ctx.state.set(training_iteration=None, training_for=None, iteration_id=it.id, trained_for=wanted)
         ctx.log(f"{it.name} trained in {time.monotonic() - start:.0f} s" if trained else f"{it.name} is ready")
-        return self._result(ctx, it, trained=trained, skipped=not trained and not pending)
+        return self._result(ctx, it, trained=trained, skipped=not trained and not pending_before)
+
+    @staticmethod
+    async def _still_there(ctx: StepContext, cv: CustomVisionService, project_id: str, iteration_id: str,
+                           **kwargs: bool) -> IterationInfo | None:
+        """The iteration an earlier run recorded, or None (logged) when it was deleted since, e.g. in the portal."""
+        try:
+            return await cv.get_iteration(project_id, iteration_id, **kwargs)
+        except IterationNotFound:
+            ctx.log(f"the iteration {iteration_id} recorded by an earlier run no longer exists; training again",
+                    level="warning")
+            ctx.state.set(iteration_id=None, trained_for=None, training_iteration=None, training_for=None)
+            return None
 
     @staticmethod
     def _result(ctx: StepContext, it: IterationInfo, *, trained: bool, skipped: bool) -> TrainResult:

@@ -258,3 +258,45 @@ def test_a_fresh_workdir_finds_duplicates_not_failures_and_trains_nothing_new(cv
     train = again.of("train", "finished")[0]["result"]
     assert train["trained"] is False and train["iteration_name"] == "Iteration 1"
     assert cv_emulator.counters["images_created"] == 10 and cv_emulator.counters["trainings_started"] == 1
+
+
+def test_an_iteration_deleted_in_the_portal_is_trained_again_not_a_dead_end(cv_emulator, cv_env,
+                                                                             make_classification_folder, run_cli):
+    images = make_classification_folder({"red": 5, "green": 5})
+    env = cv_env()
+    assert run_cli(env, "project,upload,train", "--images", str(images)).code == 0
+    (project_id,) = cv_emulator.store.projects
+    (iteration,) = cv_emulator.store.projects[project_id].iterations
+    from .test_customvision_emulator import client
+    client(cv_emulator.url).delete_iteration(project_id, iteration.id)        # as the portal's delete does
+
+    again = run_cli(env, "project,upload,train", "--images", str(images))
+    assert again.code == 0, again.events[-1]
+    assert any("no longer exists" in e["line"] for e in again.of("train", "log"))
+    assert cv_emulator.counters["trainings_started"] == 2
+    assert again.of("train", "finished")[0]["result"]["iteration_id"] != iteration.id
+
+
+async def test_images_added_while_an_interrupted_training_ran_are_trained_on_resume(cv_emulator, cv_env,
+                                                                                    make_classification_folder,
+                                                                                    tmp_path):
+    images = make_classification_folder({"red": 5, "green": 5})
+    env, workdir = cv_env(), tmp_path / "work"
+    cv_emulator.store.training_s = 0.6
+    events = run_steps(build_steps(["project", "upload", "train"], RunOptions(images=images)),
+                       RunContext.create(Settings.load(env), workdir))
+    async for event in events:
+        if isinstance(event, Progress) and event.step == "train" and "Training" in event.message:
+            break
+    await events.aclose()                                                    # Ctrl-C while it trains
+    assert cv_emulator.counters["trainings_started"] == 1
+    make_classification_folder({"red": 2, "green": 2}, start=5)               # more images before the rerun
+
+    resumed = [e async for e in run_steps(build_steps(["project", "upload", "train"], RunOptions(images=images)),
+                                          RunContext.create(Settings.load(env), workdir))]
+    (train,) = [e.result for e in resumed if e.kind == "finished" and e.step == "train"]
+    assert cv_emulator.counters["images_created"] == 14
+    assert cv_emulator.counters["trainings_started"] == 2                    # the 4 new images are in the model
+    (project,) = cv_emulator.store.projects.values()
+    newest = project.iterations[-1]
+    assert train.iteration_id == newest.id and sum(newest.tag_counts.values()) == 14
