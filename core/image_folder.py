@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import dataclasses
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +238,8 @@ class _Scan:
                 self.problems.append(f"{where} has {len(row)} columns, expected {len(REGIONS_HEADER)} — use "
                                      f"{','.join(REGIONS_HEADER)}")
                 continue
-            name, tag = row[0].strip().replace("\\", "/"), row[1].strip()
+            raw, tag = row[0].strip().replace("\\", "/"), row[1].strip()
+            name = posixpath.normpath(raw) if raw else ""      # "./a.jpg" and "a.jpg" are one image
             try:
                 left, top, width, height = (float(c) for c in row[2:])
             except ValueError:

@@ -143,3 +143,13 @@ def test_plan_batches_respects_64_images_20_tags_and_bytes():
     heavy = plan_batches(items[:10], size_of=lambda i: 40, tags_of=lambda i: [i[1]], max_bytes=100)
     assert [len(b) for b in heavy] == [2, 2, 2, 2, 2]
     assert [x for b in batches for x in b] == items               # order kept, nothing lost
+
+
+def test_detection_rows_naming_one_image_two_ways_are_merged(make_detection_folder):
+    root = make_detection_folder({"can": 15})
+    with (root / "regions.csv").open("a") as csv:
+        csv.write("./shelf/can_000.jpg,can,0.5,0.5,0.2,0.2\nshelf\\can_000.jpg,can,0.6,0.6,0.1,0.1\n")
+    plan = scan_image_folder(root)
+    assert plan.ok, plan.problems
+    (image,) = [i for i in plan.images if i.name == "shelf/can_000.jpg"]
+    assert len(image.regions) == 3 and plan.tags == {"can": 17} and len(plan.images) == 15
