@@ -3,10 +3,11 @@
 The samples (Azure-Samples/customvision-export-samples, python/onnx) stretch-resize the picture to
 the model's H x W (no crop, no letterbox), lay it out NCHW, swap to BGR when the model's metadata
 says ``Bgr8``, keep 0-255 for ``NominalRange_0_255`` and divide by 255 otherwise, and cast to
-float16 for the Float16 flavour; the exported scripts also honour EXIF orientation. We do the same
-with bilinear resampling. Phone photos are large (4000x3000), so JPEGs are decoded at a reduced
-DCT scale (``Image.draft``) when the target is much smaller — the same pixels a full decode followed
-by a downscale would give, to within resampling noise, at a fraction of the time.
+float16 for the Float16 flavour; the scripts inside export zips also honour EXIF orientation. We
+do the same, with the filter the samples get from ``PIL.Image.resize``'s default: bicubic. Phone
+photos are large (4000x3000), so JPEGs are decoded at a reduced DCT scale (``Image.draft``) when
+the target is much smaller — the same pixels a full decode followed by a downscale would give,
+to within resampling noise, at a fraction of the time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cvtriton_triton.errors import UserError
 from cvtriton_triton.model_info import ModelInfo
 
-RESAMPLE = Image.Resampling.BILINEAR
+RESAMPLE = Image.Resampling.BICUBIC      # what the samples' plain ``.resize(size)`` uses
 IMAGE_FIX = "give a JPEG, PNG, BMP, GIF, TIFF or WebP picture"
 
 

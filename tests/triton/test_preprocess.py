@@ -74,8 +74,9 @@ def test_stretch_resize_to_width_by_height_matches_the_official_recipe():
     info = _info(height=200, width=300)
     tensor = prepare(_png(pixels), info)
     assert tensor.shape == (1, 3, 200, 300)
-    # the export sample: PIL resize to (W, H), NCHW float32, RGB -> BGR, 0-255 kept
-    expected = np.asarray(Image.fromarray(pixels).resize((300, 200), Image.Resampling.BILINEAR), np.float32)
+    # the export sample, call for call: PIL resize to (W, H) with Pillow's default filter (bicubic),
+    # NCHW float32, RGB -> BGR, 0-255 kept
+    expected = np.asarray(Image.fromarray(pixels).resize((300, 200)), np.float32)
     expected = expected.transpose(2, 0, 1)[np.newaxis][:, ::-1]
     assert np.array_equal(tensor, expected)
 
