@@ -63,8 +63,9 @@ class RunState:
         return {k: dict(v) for k, v in self._data["steps"].items()}
 
     def unfinished(self) -> list[str]:
-        """Steps that started but neither finished nor failed (an interrupted run)."""
-        return [name for name, s in self._data["steps"].items() if s.get("status") == "running"]
+        """Steps that started but neither finished nor failed (an interrupted run): still marked "running"
+        (the process died) or "cancelled" (the user stopped it, e.g. by quitting). "discarded" ends that."""
+        return [name for name, s in self._data["steps"].items() if s.get("status") in ("running", "cancelled")]
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self._data, indent=2, sort_keys=True) + "\n")

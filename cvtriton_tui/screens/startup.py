@@ -14,7 +14,8 @@ from cvtriton_tui.screens.state import CORE_STEP_PANE, STEP_TITLES
 if TYPE_CHECKING:
     from cvtriton_tui.app import WizardApp
 
-STATUS_FROM_RUN = {"done": "done", "failed": "failed", "cancelled": "cancelled", "running": "cancelled"}
+STATUS_FROM_RUN = {"done": "done", "failed": "failed", "cancelled": "cancelled", "running": "cancelled",
+                   "discarded": "cancelled"}
 
 
 def load_run_state(app: "WizardApp", target: str) -> RunState | None:
@@ -77,7 +78,7 @@ def check_run_state(app: "WizardApp") -> None:
 def _answer(app: "WizardApp", answer: str | None, target: str, run: Any, unfinished: list[str]) -> None:
     if answer == "discard":
         for step in unfinished:
-            run.mark(step, "cancelled", "interrupted run discarded in the wizard")
+            run.mark(step, "discarded", "interrupted run discarded in the wizard")
         app.record_note(f"discarded interrupted steps: {', '.join(unfinished)}")
         return
     if answer != "resume":

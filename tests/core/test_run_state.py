@@ -30,3 +30,14 @@ def test_written_atomically(tmp_path):
         state.set(i=i)
     assert json.loads((tmp_path / "run-state.json").read_text())["values"]["i"] == 19
     assert [p.name for p in tmp_path.iterdir()] == ["run-state.json"]
+
+
+def test_cancelled_steps_are_unfinished_until_discarded(tmp_path):
+    # Quitting the wizard while a step runs cancels it: the next start must offer to resume it.
+    state = RunState.load(tmp_path)
+    state.mark("import", "done")
+    state.mark("serve-local", "done")
+    state.mark("test", "cancelled")
+    assert RunState.load(tmp_path).unfinished() == ["test"]
+    state.mark("test", "discarded")
+    assert RunState.load(tmp_path).unfinished() == []

@@ -57,12 +57,25 @@ async def test_interrupted_run_is_offered_and_can_be_discarded(local_env: Path) 
         assert "Local test (serve-local)" in str(app.screen.query_one("#resume-text").render())
         app.screen.query_one("#discard", Button).press()
         await wait_for(pilot, lambda: not isinstance(app.screen, ResumePrompt), 5, "the prompt to close")
-    assert RunState.load(Path("work/local")).step_status("serve-local") == "cancelled"
+    assert RunState.load(Path("work/local")).step_status("serve-local") == "discarded"
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status.get("local-test") == "cancelled", 5, "the saved status")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ResumePrompt)                    # nothing left to resume
+
+
+async def test_a_run_cancelled_by_quitting_is_offered_for_resume(local_env: Path) -> None:
+    # What quitting while work runs leaves behind (the quit dialog promises that the next start offers to resume).
+    state = RunState.load(Path("work/local"))
+    state.mark("serve-local", "done", "Triton serving colours")
+    state.mark("test", "cancelled")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ResumePrompt) and app.screen.query("#later"), 5,
+                       "the resume prompt")
+        assert "Local test (test)" in str(app.screen.query_one("#resume-text").render())
+        assert app.state.status.get("local-test") == "cancelled"
 
 
 async def test_resume_goes_to_the_step_and_runs_it(local_env: Path) -> None:
