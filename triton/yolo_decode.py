@@ -1,11 +1,14 @@
 """Decode the YOLOv2 grid of Custom Vision "General (compact)" detectors, as the export samples do.
 
-This follows the ``object_detection.py`` that ships in Custom Vision export zips (and its copy in
-Azure-Samples/customvision-export-samples): the model output [1, A*(5+C), H, W] is read as
+This follows the ``object_detection.py`` that ships in Custom Vision export zips and Microsoft's
+``customvision-tfjs`` decoder: the model output [1, A*(5+C), H, W] is read as
 [H, W, A, 5+C]; per anchor, x/y are sigmoid offsets inside the cell, w/h are exp() times the
 anchor (in cell units), objectness is a sigmoid and the class scores a softmax scaled by it. Then
 the sample's non-maximum suppression: repeatedly take the best (box, class); boxes overlapping it by
 IoU > 0.45 lose *that class's* score only and may still be picked for another class.
+The later Azure-Samples/customvision-export-samples scripts differ: they add no sigmoid to x/y and
+suppress overlaps across classes (threshold 0.01, 64 boxes). We keep the sigmoid because real
+compact-detector output (customvision-tfjs's test data) has x/y logits well outside 0-1.
 Pure numpy; independent of Triton and Azure.
 """
 
