@@ -146,8 +146,13 @@ class LocalTritonServer:
                 fix = ("choose free ports or leave them empty to pick free ones" if "already in use" in failure
                        else "fix the model repository (config.pbtxt must match model.onnx); the Triton log has details")
                 raise ServerError(f"the local Triton server did not start: {failure}", fix)
-        except BaseException:
+        except BaseException as exc:
             await self.stop()  # also on cancellation: never leave a half-started server behind
+            if isinstance(exc, OSError):  # work folder unwritable, disk full, binary not executable...
+                raise ServerError(f"the local Triton server could not be set up: {exc.strerror or exc}"
+                                  f"{f' ({exc.filename})' if exc.filename else ''}",
+                                  "check that the work folder is writable, the disk not full and "
+                                  "nvidia-pytriton installed intact") from None
             raise
 
     async def wait_ready(self, model_name: str, timeout: float = 60.0) -> None:

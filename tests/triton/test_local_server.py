@@ -93,6 +93,16 @@ async def test_missing_repository(tmp_path):
     assert not server.running
 
 
+async def test_unusable_work_folder_is_a_server_error(tmp_path):
+    blocker = tmp_path / "work"
+    blocker.write_text("a file where the work folder should be")
+    server = LocalTritonServer(write_repo(tmp_path / "repo"), workdir=blocker)
+    with pytest.raises(ServerError, match="could not be set up") as caught:
+        await server.start()
+    assert "\n" not in str(caught.value) and str(blocker) in str(caught.value)
+    assert not server.running
+
+
 async def test_full_lifecycle_streams_log_and_leaves_nothing(tmp_path):
     pid_tag = f"cvtriton_{os.getpid()}_"
     shm_before = set(shm_entries(pid_tag))
