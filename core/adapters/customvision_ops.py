@@ -50,7 +50,7 @@ class TrainingOps:
                 current = await running()
                 if current is not None:
                     return current, False
-            if code == "BadRequestTrainingNotNeeded":
+            if code.startswith("BadRequestTrainingNotNeeded"):     # also ...ButTrainingPipelineUpdated
                 done = [i for i in await self.list_iterations(project_id, with_performance=False)
                         if i.status == "Completed"]
                 if done:

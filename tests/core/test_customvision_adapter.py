@@ -174,9 +174,15 @@ async def test_export_is_reused_downloaded_and_verified(cv_emulator, tmp_path):
     path = await cv.download_export(done.download_uri, tmp_path / "x.zip", on_progress=lambda d, t: seen.append((d, t)))
     assert {"model.onnx", "labels.txt", "cvexport.manifest"} <= set(verify_export_zip(path))
     assert seen[-1] == (path.stat().st_size, path.stat().st_size)
-    with pytest.raises(DownloadRefused, match="fresh link"):
+    cv_emulator.expire_download_links()                  # a SAS that has run out: 403 from the blob store
+    with pytest.raises(DownloadRefused, match=r"refused \(HTTP 403\).*fresh link"):
+        await cv.download_export(done.download_uri, tmp_path / "y.zip")
+    with pytest.raises(DownloadRefused, match=r"refused \(HTTP 404\)"):
         await cv.download_export(done.download_uri.replace("/exports/", "/exports/0"), tmp_path / "y.zip")
     assert not (tmp_path / "y.zip").exists()
+    fresh = await cv.wait_export(project_id, it.id, "ONNXFloat16")
+    assert fresh.download_uri != done.download_uri
+    assert (await cv.download_export(fresh.download_uri, tmp_path / "y.zip")).read_bytes() == path.read_bytes()
 
 
 async def test_export_refusals_are_bad_input(cv_emulator):

@@ -300,3 +300,14 @@ async def test_images_added_while_an_interrupted_training_ran_are_trained_on_res
     (project,) = cv_emulator.store.projects.values()
     newest = project.iterations[-1]
     assert train.iteration_id == newest.id and sum(newest.tag_counts.values()) == 14
+
+
+def test_an_expired_download_link_is_replaced_by_a_fresh_one(cv_emulator, cv_env, run_cli, tmp_path):
+    cv_emulator.add_project("colours", tags=("cat", "dog"))
+    cv_emulator.expire_download_links(next_issued=1)                    # the first link is stale when used
+    result = run_cli(cv_env(), "project,export")
+    assert result.code == 0, result.events[-1]
+    assert any("asking for a fresh one" in e["line"] for e in result.of("export", "log"))
+    assert cv_emulator.counters["exports_started"] == 1 and cv_emulator.counters["downloads"] == 1
+    assert (tmp_path / "work" / "export" / "labels.txt").read_text().split() == ["cat", "dog"]
+    assert not any("/exports/" in str(e) for e in result.events)        # the signed link never leaves the adapter

@@ -40,6 +40,8 @@ API_PREFIX = re.compile(r"^/customvision/v3\.[0-4](?:-preview)?/training(/.*)$")
 ACCESS_DENIED = {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API "
                            "endpoint. Make sure to provide a valid key for an active subscription and use a correct "
                            "regional API endpoint for your resource."}}
+_BLOB_ERROR = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>The request was refused.'
+               '</Message></Error>')
 COMPACT = {"Classification": "0732100f-1a38-4e49-a514-c9b44c697ab5",
            "ObjectDetection": "a27d5ca5-bb19-49d8-a70a-fec086c47f5b"}
 
@@ -147,6 +149,16 @@ class CustomVisionEmulator:
     def fail_next_export(self, reason: str = "Export failed.") -> None:
         self.store.next_export_failure = reason
 
+    def expire_download_links(self, *, next_issued: int = 0) -> None:
+        """Make every download link handed out so far stale (403 from the blob store, as an expired SAS gets),
+        and the next ``next_issued`` links stale from the start."""
+        with self.store.lock:
+            for project in self.store.projects.values():
+                for iteration in project.iterations:
+                    for export in iteration.exports:
+                        export.signatures.clear()
+            self.store.expired_links_to_issue = next_issued
+
     def hold(self, op: str, *, skip: int = 0) -> threading.Event:
         """Keep the next request of ``op`` (after ``skip`` of them) waiting until :meth:`release`, like a slow
         network; the returned Event is set once a request is being held."""
@@ -218,7 +230,7 @@ class CustomVisionEmulator:
             time.sleep(self.delays.request_s)
         download = re.match(r"^/exports/([0-9a-f]{32})\.zip$", path)
         if download and method == "GET":
-            return self._download(download.group(1))
+            return self._download(download.group(1), query.get("sig", ""))
         match = API_PREFIX.match(path)
         route = None
         if match:
@@ -251,11 +263,13 @@ class CustomVisionEmulator:
             return fault.status, unavailable, fault_headers
         return status, payload, {}
 
-    def _download(self, token: str) -> tuple[int, Any, dict]:
+    def _download(self, token: str, sig: str) -> tuple[int, Any, dict]:
         with self.store.lock:
             found = self.store.find_export(token)
         if found is None:
-            return 404, b"BlobNotFound", {"Content-Type": "application/xml"}
+            return 404, _BLOB_ERROR.format(code="BlobNotFound").encode(), {"Content-Type": "application/xml"}
+        if sig not in found[2].signatures:
+            return 403, _BLOB_ERROR.format(code="AuthenticationFailed").encode(), {"Content-Type": "application/xml"}
         self.store.counters["downloads"] += 1
         return 200, self.store.export_zip(*found), {"Content-Type": "application/octet-stream"}
 

@@ -100,6 +100,7 @@ class Export:
     started: float
     fail_reason: str | None = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    signatures: set[str] = field(default_factory=set)     # the SAS sigs handed out and still valid
 
 
 @dataclass

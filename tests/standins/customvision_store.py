@@ -54,6 +54,7 @@ class Store(TrainingRules):
         self.next_training_failure: str | None = None
         self.next_export_failure: str | None = None
         self.allowed_prediction_resources: set[str] | None = None
+        self.expired_links_to_issue = 0
 
     # projects ---------------------------------------------------------------------------------
     def project(self, project_id: str) -> Project:

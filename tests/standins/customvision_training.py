@@ -10,6 +10,7 @@ of the same platform and flavor ("already queued for export").
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from cvtriton_standins.customvision_records import (DOMAIN_BY_ID, EXPORT_PLATFORMS, MAX_ITERATIONS,
@@ -24,6 +25,7 @@ class TrainingRules:
     next_training_failure: str | None
     next_export_failure: str | None
     allowed_prediction_resources: set[str] | None
+    expired_links_to_issue: int
 
     # training ---------------------------------------------------------------------------------
     def train(self, project: Project, force: bool) -> Iteration:
@@ -169,8 +171,16 @@ class TrainingRules:
         return "Failed" if export.fail_reason else "Done"
 
     def export_json(self, export: Export, base_url: str) -> dict[str, Any]:
+        """Like the service, every answer carries a freshly signed link (a SAS with its own ``sig``)."""
         status = self.export_status(export)
-        uri = f"{base_url}/exports/{export.token}.zip?sv=2020-08-04&sig={export.token[:16]}" if status == "Done" else ""
+        uri = ""
+        if status == "Done":
+            sig = uuid.uuid4().hex[:24]
+            if self.expired_links_to_issue > 0:
+                self.expired_links_to_issue -= 1          # handed out already expired: the blob store refuses it
+            else:
+                export.signatures.add(sig)
+            uri = f"{base_url}/exports/{export.token}.zip?sv=2020-08-04&se=2099-01-01T00%3A00%3A00Z&sr=b&sp=r&sig={sig}"
         return {"platform": export.platform, "status": status, "downloadUri": uri, "flavor": export.flavor,
                 "newerVersionAvailable": False}
 
