@@ -37,6 +37,8 @@ def _open(image_path: Path) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise UserError(f"test image {image_path} does not exist", "pick an existing JPEG or PNG file") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{image_path} is too large to decode safely", "resize it below ~170 megapixels") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"cannot read {image_path} as an image ({type(exc).__name__})",
                         "pick a JPEG or PNG file") from exc
@@ -102,8 +104,11 @@ def _save_png(image: Image.Image, out_png: Path) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(buffer.getvalue())
         os.replace(tmp, out_png)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):   # disk full, out_png is a folder...
+            raise UserError(f"cannot write {out_png} ({exc.strerror or type(exc).__name__})",
+                            "choose a writable file path with free space (--workdir)") from None
         raise
     return out_png
 
