@@ -21,7 +21,7 @@ from typing import Any, Callable
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import NoActiveWorker, WorkerCancelled, WorkerFailed, get_current_worker
+from textual.worker import NoActiveWorker, Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.redact import redact
@@ -35,6 +35,12 @@ from cvtriton_tui.screens.state import WizardState
 from cvtriton_tui.widgets.event_log import describe
 
 BUSY_GROUPS = ("pipeline", "prepare")
+# What each worker group does, for the error modal when one dies of an exception it did not handle.
+WORK_TITLES = {"pipeline": "Run", "prepare": "Preparing the run", "save": "Saving settings",
+               "save-logs": "Saving logs", "shutdown": "Stopping work", "annotate": "Drawing the predictions",
+               "scan": "Scanning the image folder", "cv-projects": "Listing projects",
+               "cv-iterations": "Listing iterations", "check-customvision": "Custom Vision check",
+               "check-azureml": "Azure ML check", "check-triton": "Local Triton check"}
 STOP_TIMEOUT_S = 30.0
 
 
@@ -70,8 +76,26 @@ class WizardApp(App[int]):
             return self.state.current == "settings"
         return True
 
-    def on_worker_state_changed(self) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.main.refresh_bindings()      # Run/Cancel in the footer follow the work
+        self.report_worker_error(event)
+
+    def report_worker_error(self, event: Worker.StateChanged) -> None:
+        """Workers run with ``exit_on_error=False``: one that dies of an exception it did not handle would
+        otherwise vanish without a word (and leave its pane waiting). Every node that runs workers calls this."""
+        error = event.worker.error
+        if event.state is not WorkerState.ERROR or error is None:
+            return
+        import traceback
+
+        title = f"{WORK_TITLES.get(event.worker.group, 'Background work')} failed"
+        if isinstance(error, UserError):
+            message = error.one_line()
+        else:
+            first = (str(error).strip().splitlines() or ["(no message)"])[0][:200]
+            message = (f"unexpected {type(error).__name__}: {first} — please report this (Ctrl+L saves the "
+                       "logs)")
+        self.show_error(title, message, "".join(traceback.format_exception(error)))
     # navigation -------------------------------------------------------------------------------------------
     def goto(self, step: str) -> None:
         self.main.post_message(GotoStep(step))

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.css.query import NoMatches
 from textual.containers import VerticalScroll
 from textual.widgets import Static
+from textual.worker import Worker
 
 from cvtriton_tui.messages import PipelineEvent, RunEnded
 from cvtriton_tui.screens.state import STEP_TITLES, WizardState
@@ -93,8 +94,9 @@ class StepPane(VerticalScroll):
         if message.run_id == self.run_id:
             self.run_finished(message.ok, message.cancelled)
 
-    def on_worker_state_changed(self) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.screen.refresh_bindings()    # a pane's own worker (e.g. preparing the sample) counts as busy
+        self.wizard.report_worker_error(event)
 
     def handle_event(self, event: Any) -> None:
         """Render one core event of this pane's run."""

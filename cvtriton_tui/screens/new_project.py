@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.worker import Worker
 
 from cvtriton_tui.messages import FolderScanned
 from cvtriton_tui.screens.pickers import PathPicker
@@ -121,6 +122,7 @@ class NewProjectForm(Vertical):
             self.query_one("#scan-status", Label).update("")
             return
         self.query_one("#scan-status", Label).update(Text(f"Scanning {folder}…", style="dim"))
+        self.plan = None      # the previous folder's preview must not let Next through for this one
         self.run_worker(partial(self._scan, Path(folder).expanduser(), self.state.new_task or None), group="scan",
                         exclusive=True, exit_on_error=False)
 
@@ -130,9 +132,14 @@ class NewProjectForm(Vertical):
         plan = await asyncio.to_thread(scan_image_folder, folder, task)
         self.post_message(FolderScanned(plan))
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.report_worker_error(event)  # type: ignore[attr-defined]
+
     def on_folder_scanned(self, message: FolderScanned) -> None:
         message.stop()
         plan = message.plan
+        if Path(plan.root) != Path(self.state.new_folder).expanduser():
+            return            # a scan of what the folder field held a moment ago
         self.plan = plan
         table = self.query_one("#preview-tags", DataTable)
         table.clear()

@@ -98,6 +98,10 @@ class PackagePane(StepPane):
         except UserError as exc:
             self.wizard.show_error("Sample model", exc.one_line())
             return
+        except OSError as exc:
+            self.wizard.show_error("Sample model", f"cannot write the sample into {dest} "
+                                   f"({exc.strerror or type(exc).__name__}) — pass a writable --workdir")
+            return
         self.state.sample_dir = dest
         self.post_message(SampleReady(export, images))
         self._run(export)

@@ -179,6 +179,12 @@ class ProjectPane(StepPane):
             self.query_one("#iterations", DataTable).loading = False
             self.wizard.show_error("Cannot list iterations", exc.one_line())
             return
+        except Exception as exc:  # never a crash, nor a table left loading forever
+            self.query_one("#iterations", DataTable).loading = False
+            self.wizard.show_error("Cannot list iterations",
+                                   f"unexpected {type(exc).__name__}: {redact(str(exc))[:200]} — check the "
+                                   "settings and pick the project again")
+            return
         self.post_message(IterationsLoaded(project_id, iterations))
 
     def on_iterations_loaded(self, message: IterationsLoaded) -> None:

@@ -123,3 +123,34 @@ async def test_palette_jumps_to_a_step_and_saves_the_logs(local_env: Path) -> No
         await wait_for(pilot, lambda: any(Path("work/logs").glob("wizard-*.log")), 5, "the saved log")
     saved = next(Path("work/logs").glob("wizard-*.log")).read_text()
     assert saved.strip()
+
+
+async def test_an_unwritable_work_folder_is_an_error_modal_not_silence(local_env: Path) -> None:
+    Path("work").write_text("a file where the work folder should be")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.goto("package")
+        await wait_for(pilot, lambda: app.state.current == "package", 5, "the Package step")
+        await pilot.press("f5")                       # generates the sample model into work/sample first
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 30, "the error modal")
+        message = app.screen.message
+        assert "work/sample" in message and "writable --workdir" in message
+        assert not app.busy()
+
+
+async def test_a_worker_dying_of_an_unexpected_error_is_shown(local_env: Path) -> None:
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+
+        async def broken() -> None:
+            raise RuntimeError("disk on fire\nsecond line")
+
+        app.main.pane("settings").run_worker(broken, group="save", exit_on_error=False)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 5, "the error modal")
+        modal = app.screen
+        assert modal.error_title == "Saving settings failed"
+        assert "RuntimeError: disk on fire" in modal.message and "\n" not in modal.message
+        assert "Traceback" in modal.details
+        assert app.is_running
