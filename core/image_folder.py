@@ -147,6 +147,12 @@ class _Scan:
                           tuple(dict.fromkeys(self.problems)), tuple(dict.fromkeys(self.warnings)))
 
     def _check_counts(self, counts: dict[str, int]) -> None:
+        by_folded: dict[str, list[str]] = {}
+        for tag in sorted(counts):
+            by_folded.setdefault(tag.casefold(), []).append(tag)
+        for same in (tags for tags in by_folded.values() if len(tags) > 1):
+            self.problems.append(f"tags {' and '.join(repr(t) for t in same)} differ only in letter case; Custom "
+                                 "Vision treats them as one tag — give them one spelling")
         if self.task == "ObjectDetection":
             for tag, n in sorted(counts.items()):
                 if n < MIN_REGIONS_PER_TAG:

@@ -153,3 +153,18 @@ def test_detection_rows_naming_one_image_two_ways_are_merged(make_detection_fold
     assert plan.ok, plan.problems
     (image,) = [i for i in plan.images if i.name == "shelf/can_000.jpg"]
     assert len(image.regions) == 3 and plan.tags == {"can": 17} and len(plan.images) == 15
+
+
+def test_tags_differing_only_in_case_are_one_problem(tmp_path):
+    from PIL import Image
+
+    from cvtriton_core.image_folder import scan_image_folder
+
+    for t, tag in enumerate(("Red", "red", "blue")):
+        (tmp_path / tag).mkdir()
+        for i in range(5):
+            Image.new("RGB", (64, 64), (200 - i, 10 * t, 30)).save(tmp_path / tag / f"{tag}{i}.jpg")
+    plan = scan_image_folder(tmp_path)
+    case = [p for p in plan.problems if "letter case" in p]
+    assert case == ["tags 'Red' and 'red' differ only in letter case; Custom Vision treats them as one tag — give "
+                    "them one spelling"]
