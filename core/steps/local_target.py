@@ -3,7 +3,9 @@ server on this machine, send a test image through tritonclient. No Azure needed.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +160,7 @@ class TestModel:
         info = await ctx.blocking(read_model_info, Path(repo) / model)
         tensor = await ctx.blocking(prepare, self.image, info)
         outputs_wanted = [o.name for o in info.outputs]
+        stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
 
         def send_requests() -> tuple[dict, list[float]]:
             # tritonclient.http (geventhttpclient) binds its connections to one thread: create, use and
@@ -168,6 +171,8 @@ class TestModel:
                 ctx.log(f"first request (warm-up, not counted): {first_ms:.1f} ms", source="test")
                 timings: list[float] = []
                 for i in range(self.requests):
+                    if stop.is_set():
+                        break
                     _, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
                     timings.append(ms)
                     ctx.progress(f"request {i + 1}/{self.requests}: {ms:.1f} ms", done=i + 1, total=self.requests)
@@ -175,7 +180,11 @@ class TestModel:
             finally:
                 client.close()
 
-        outputs, latencies = await ctx.blocking(send_requests)
+        try:
+            outputs, latencies = await ctx.blocking(send_requests)
+        except asyncio.CancelledError:
+            stop.set()   # else it keeps sending to the endpoint, and quitting waits for the thread
+            raise
         preds = tuple(predictions(outputs, info))
         best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
         median = statistics.median(latencies)
