@@ -68,8 +68,9 @@ class PackagePane(StepPane):
         note.display = missing
         note.update(Text("Docker adapter not available yet: building and pushing the Triton image will stream "
                          "here once it lands. Import and repository run now.", style="yellow"))
-        if not self.running:
-            self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
+        panel = self.query_one(ProgressPanel)
+        if not self.running and list(panel.rows) != self.step_names():   # keep a finished run's rows
+            panel.plan([(n, TITLES[n]) for n in self.step_names()])
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "package-run":

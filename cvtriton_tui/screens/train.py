@@ -86,8 +86,9 @@ class TrainPane(StepPane):
         if "publish" not in steps and (s.new_project or s.iteration is None):
             plan.append("\nPublishing is skipped: set " + " and ".join(PUBLISH_NEEDS) + " to publish.", style="dim")
         self.query_one("#train-plan", Static).update(plan)
-        if not self.running:
-            self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in steps])
+        panel = self.query_one(ProgressPanel)
+        if not self.running and list(panel.rows) != steps:     # keep a finished run's rows on Back/Next
+            panel.plan([(n, TITLES[n]) for n in steps])
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "export-flavor" and isinstance(event.value, str):

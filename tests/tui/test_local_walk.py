@@ -13,6 +13,7 @@ from cvtriton_core.run_state import RunState
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.confirm import ConfirmScreen
 from cvtriton_tui.widgets.latency_chart import LatencyChart
+from cvtriton_tui.widgets.progress_panel import ProgressPanel
 from cvtriton_tui.widgets.results_view import ResultsView
 from textual.widgets import DataTable, Input, Static
 
@@ -38,6 +39,15 @@ async def test_local_walk_packages_serves_and_tests_the_sample(local_env: Path) 
         assert isinstance(shown, Syntax)                       # highlighted, not plain text
         assert 'name: "colours"' in shown.code and "TYPE_FP32" in shown.code
         assert (workdir / "local" / "model_repository" / "colours" / "config.pbtxt").read_text() == shown.code
+
+        # Back/Next keep what a finished run shows: the Package rows stay done, not re-planned as pending.
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.state.current == "local-test", what="the Local test step")
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: app.state.current == "package", what="back on the Package step")
+        await pilot.pause()
+        rows = app.main.pane("package").query_one(ProgressPanel).rows
+        assert {name: row.status for name, row in rows.items()} == {"import": "done", "repository": "done"}
 
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: app.state.current == "local-test", what="the Local test step")
