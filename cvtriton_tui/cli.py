@@ -78,8 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, UserError):
             print(f"cvtriton-tui: {redact(exc.one_line())}", file=sys.stderr)
             return exc.exit_code
-        print(f"cvtriton-tui: unexpected {type(exc).__name__}: {redact(str(exc))[:300]} — please report this",
-              file=sys.stderr)
+        if isinstance(exc, OSError) and exc.filename:   # a path given on the command line (--workdir...)
+            print(f"cvtriton-tui: cannot use {redact(str(exc.filename))} ({exc.strerror or type(exc).__name__}) "
+                  "— check the path, or pass a writable --workdir", file=sys.stderr)
+            return 2
+        first = (redact(str(exc)).strip().splitlines() or [""])[0][:300]
+        print(f"cvtriton-tui: unexpected {type(exc).__name__}: {first} — please report this", file=sys.stderr)
         return 1
 
 
