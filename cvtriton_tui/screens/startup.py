@@ -89,6 +89,9 @@ def _answer(app: "WizardApp", answer: str | None, target: str, run: Any, unfinis
     app.record_note(f"resuming {', '.join(unfinished)} on {pane}")
 
     def go() -> None:
+        if not app.main.query(f"#{pane}"):     # panes after the first mount lazily: try again after a refresh
+            app.call_after_refresh(go)
+            return
         app.main.show(pane)
         app.main.pane(pane).run_step()
 
