@@ -197,9 +197,17 @@ class WizardApp(App[int]):
 
         def closed(answer: str | None) -> None:
             if answer == "retry" and retry is not None:
-                retry()
+                self._retry_when_idle(retry)
 
         self.push_screen(ErrorModal(title, message, details, can_retry=retry is not None), closed)
+
+    @work(group="retry", exclusive=True, exit_on_error=False)
+    async def _retry_when_idle(self, retry: Callable[[], None]) -> None:
+        """Retry once the failed run has closed what it opened (a local Triton takes seconds to stop)."""
+        for worker in [w for w in self.workers if w.group in BUSY_GROUPS and not w.is_finished]:
+            with contextlib.suppress(WorkerCancelled, WorkerFailed, asyncio.TimeoutError):
+                await asyncio.wait_for(worker.wait(), STOP_TIMEOUT_S)
+        retry()
 
     def record_note(self, text: str) -> None:
         self.session_log.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} wizard  {redact(text)}")
