@@ -1,0 +1,49 @@
+"""One line of text for a core event: the single formatter behind the wizard's log views, its saved session
+log and the headless printer, so the same run reads the same everywhere.
+
+``describe_event`` returns an :class:`EventText` (plain text plus a tone the front end maps to its own styling),
+or None when the event has nothing to add for that view: a replaceable progress update is shown by a progress
+row in the wizard, so its log views pass ``with_replaceable_progress=False``; the headless printer keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cvtriton_core.events import Event, LogLine, Progress, StepFailed, StepFinished, StepStarted
+
+Tone = Literal["heading", "info", "ok", "warning", "error", "cancelled"]
+
+
+@dataclass(frozen=True)
+class EventText:
+    text: str                 # the line itself, without the source prefix
+    tone: Tone = "info"
+    prefix: str = ""          # "[triton] " for a log line: who said it (shown dim)
+
+    @property
+    def plain(self) -> str:
+        return self.prefix + self.text
+
+
+def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> EventText | None:
+    match event:
+        case LogLine(line=line, source=source, step=step, level=level):
+            tone: Tone = "warning" if level == "warning" else "error" if level == "error" else "info"
+            return EventText(line, tone, prefix=f"[{source or step}] ")
+        case StepStarted(title=title, step=step):
+            return EventText(f"==> {title or step}", "heading")
+        case Progress(can_replace=True) if not with_replaceable_progress:
+            return None
+        case Progress(message=message, fraction=fraction, eta_s=eta_s):
+            percent = f"{fraction * 100:5.1f}% " if fraction is not None else ""
+            eta = f" (ETA {eta_s:.0f}s)" if eta_s is not None else ""
+            return EventText(f"    {percent}{message}{eta}")
+        case StepFinished(step=step, summary=summary, skipped=skipped):
+            return EventText(f"✔ {step}: {summary}" + (" (already done)" if skipped else ""), "ok")
+        case StepFailed(step=step, message=message, cancelled=True):
+            return EventText(f"■ {step}: {message}", "cancelled")
+        case StepFailed(step=step, message=message):
+            return EventText(f"✖ {step}: {message}", "error")
+    return None
