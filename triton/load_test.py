@@ -33,7 +33,6 @@ from urllib.parse import quote
 import numpy as np
 
 from .errors import UserError
-from .infer_client import _split_url
 
 MAX_REQUESTS = 1_000_000
 MAX_CONCURRENCY = 1024
@@ -207,6 +206,8 @@ class _Target:
 
     def __init__(self, url: str, request: HttpRequest, *, ssl: bool, headers: Mapping[str, str],
                  ssl_context: ssl_lib.SSLContext | None) -> None:
+        from .infer_client import _split_url     # imports tritonclient (gevent): only when a test runs
+
         address, use_ssl = _split_url(url, ssl)
         if not address:
             raise UserError("the Triton URL is empty", "give host:port, e.g. 127.0.0.1:8000")
