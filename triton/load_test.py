@@ -90,10 +90,11 @@ class LoadSpec:
     warmup: bool = True                           # one uncounted request per connection first
 
     def __post_init__(self) -> None:
-        if not isinstance(self.requests, int) or not 1 <= self.requests <= MAX_REQUESTS:
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if not whole(self.requests) or not 1 <= self.requests <= MAX_REQUESTS:
             raise UserError(f"the request count must be a whole number from 1 to {MAX_REQUESTS}, "
                             f"not {self.requests!r}", "pass --requests N, e.g. --requests 200")
-        if not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= MAX_CONCURRENCY:
+        if not whole(self.concurrency) or not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise UserError(f"the concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, "
                             f"not {self.concurrency!r}", "pass --concurrency C, e.g. --concurrency 8")
         for what, value, top in (("time limit", self.time_limit_s, MAX_TIME_LIMIT_S),
