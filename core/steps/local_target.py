@@ -103,7 +103,7 @@ class WriteRepository:
         from cvtriton_triton.model_import import import_model
         from cvtriton_triton.model_repository import write_repository
 
-        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION")
+        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION", "TRITON_ENSEMBLE")
         name = ctx.settings["MODEL_NAME"]
         version = ctx.settings["MODEL_VERSION"]
         imported = ctx.run.shared.get("imported")
