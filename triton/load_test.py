@@ -8,21 +8,23 @@ themselves (for a histogram) and why it stopped (all sent, time limit, cancelled
 Why not ``tritonclient`` per request: on a small machine the client competes with the server for
 the same cores, and a generator that spends its time encoding tensors and parsing headers measures
 itself. The request body is serialized once with ``tritonclient``'s own encoder
-(``InferenceServerClient.generate_request_body``: JSON header + binary tensors), then replayed from a
-single asyncio loop with a minimal HTTP/1.1 exchange; ``bench/ensemble.py`` compares the result with
-NVIDIA's perf_analyzer on the same model and concurrency.
+(``InferenceServerClient.generate_request_body``: JSON header + binary tensors), then replayed by one
+thread per connection with blocking sockets (``sendall`` writes a 600 KB tensor without copying it;
+the GIL is released while a thread waits) and a minimal HTTP/1.1 exchange. ``bench/ensemble.py``
+compares the result with NVIDIA's perf_analyzer on the same model and concurrency.
 
 Bounded in count and in time: at most ``requests`` measured requests (plus one warm-up per
-connection, not counted), none started after ``time_limit_s``, each abandoned after ``timeout_s``.
+connection, not counted), none started ``time_limit_s`` after the start (warm-up included), a request
+abandoned when a connect, read or write waits longer than ``timeout_s``.
 Headers (e.g. ``Authorization: Bearer …``) go with every request and are blanked out of any error
 text kept in the report. Cancel from another thread with a ``threading.Event``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import socket
 import ssl as ssl_lib
 import threading
 import time
@@ -240,34 +242,65 @@ class _Target:
 
 
 class _Connection:
-    def __init__(self, target: _Target) -> None:
-        self.target = target
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+    """One keep-alive connection, used by one worker thread (blocking sockets: ``sendall`` sends a large
+    tensor without copying it, and the thread releases the GIL while it waits)."""
 
-    async def _open(self) -> None:
+    def __init__(self, target: _Target, timeout_s: float) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self.sock: socket.socket | None = None
+        self.reader: Any = None
+
+    def _open(self) -> None:
         t = self.target
-        self.reader, self.writer = await asyncio.open_connection(
-            t.host, t.port, ssl=t.ssl_context, server_hostname=t.host if t.ssl else None, limit=1 << 20)
+        sock = socket.create_connection((t.host, t.port), timeout=self.timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if t.ssl_context is not None:
+            sock = t.ssl_context.wrap_socket(sock, server_hostname=t.host)
+        self.sock, self.reader = sock, sock.makefile("rb", buffering=1 << 16)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        sock, self.sock, self.reader = self.sock, None, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
-    async def exchange(self) -> None:
+    def abort(self) -> None:
+        """From another thread: wake a worker blocked on this connection (cancel)."""
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _line(self) -> bytes:
+        line = self.reader.readline(1 << 16)
+        if not line:
+            raise ConnectionError("the server closed the connection")
+        return line
+
+    def _exact(self, size: int) -> bytes:
+        data = self.reader.read(size)
+        if len(data) != size:
+            raise ConnectionError("the server closed the connection mid-answer")
+        return data
+
+    def exchange(self) -> None:
         """Send the request, read the whole answer; ``_HttpError`` unless the status is 200."""
-        if self.writer is None:
-            await self._open()
-        assert self.reader is not None and self.writer is not None
-        self.writer.write(self.target.payload)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
+        if self.sock is None:
+            self._open()
+        self.sock.sendall(self.target.payload)
+        parts = self._line().decode("latin-1").split(" ", 2)
         status = parts[1] if len(parts) > 1 else "?"
         length, chunked, close = None, False, False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
+        while True:
+            line = self._line()
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
             name = name.strip().lower()
             if name == "content-length":
                 length = int(value.strip())
@@ -276,23 +309,24 @@ class _Connection:
             elif name == "connection" and value.strip().lower() == "close":
                 close = True
         if chunked:
-            body = bytearray()
+            chunks = []
             while True:
-                size = int((await self.reader.readline()).split(b";")[0].strip() or b"0", 16)
+                size = int(self._line().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
-                    await self.reader.readuntil(b"\r\n")      # trailers end with an empty line
+                    while self._line() not in (b"\r\n", b"\n"):    # trailers end with an empty line
+                        pass
                     break
-                body += await self.reader.readexactly(size + 2)
-                del body[-2:]
+                chunks.append(self._exact(size + 2)[:-2])
+            body = b"".join(chunks)
         elif length is not None:
-            body = await self.reader.readexactly(length)
+            body = self._exact(length)
         else:                                   # no length: the body ends with the connection
-            body = await self.reader.read()
+            body = self.reader.read()
             close = True
         if close:
             self.close()
         if status != "200":
-            raise _HttpError(status, _error_text(status, bytes(body[:2000])))
+            raise _HttpError(status, _error_text(status, body[:2000]))
 
 
 def _error_text(status: str, body: bytes) -> str:
@@ -305,8 +339,12 @@ def _error_text(status: str, body: bytes) -> str:
 
 
 class _Run:
+    """C worker threads, one connection each, taking request numbers from a shared counter."""
+
     def __init__(self, target: _Target, spec: LoadSpec, progress: Progress | None, stop: threading.Event | None):
-        self.target, self.spec, self.progress, self.stop = target, spec, progress, stop
+        self.target, self.spec, self.progress = target, spec, progress
+        self.stop = stop or threading.Event()
+        self.lock = threading.Lock()
         self.next_index = 0
         self.ok = 0
         self.errors: dict[str, int] = {}
@@ -315,127 +353,108 @@ class _Run:
         self.latencies: list[float] = []
         self.deadline = 0.0
         self.stopped = "completed"
-        self.last_progress = 0.0
+        self.connections = [_Connection(target, spec.timeout_s)
+                            for _ in range(min(spec.concurrency, spec.requests))]
+        self.warmed = 0                           # connections done with their warm-up request
+        self.go = threading.Event()               # set once all are: the measured phase starts
 
     def _count_error(self, table: dict[str, int], status: str, text: str) -> None:
-        table[status] = table.get(status, 0) + 1
-        if not self.first_error:
-            self.first_error = self.target.scrub(text)
+        with self.lock:
+            table[status] = table.get(status, 0) + 1
+            if not self.first_error:
+                self.first_error = self.target.scrub(text)
 
-    async def _once(self, connection: _Connection, table: dict[str, int]) -> float | None:
+    def _once(self, connection: _Connection, table: dict[str, int]) -> float | None:
         start = time.perf_counter()
         try:
-            async with _timeout(self.spec.timeout_s):
-                await connection.exchange()
+            connection.exchange()
             return (time.perf_counter() - start) * 1000.0
         except _HttpError as exc:
             self._count_error(table, exc.status, str(exc))
-        except asyncio.TimeoutError:
+        except (TimeoutError, socket.timeout):
             connection.close()
-            self._count_error(table, "timeout", f"no answer within {self.spec.timeout_s:g} s")
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                ssl_lib.SSLError) as exc:
+            if not self.stop.is_set():
+                self._count_error(table, "timeout", f"no answer within {self.spec.timeout_s:g} s")
+        except (OSError, ValueError, ssl_lib.SSLError) as exc:
             connection.close()
-            self._count_error(table, "connection", f"{type(exc).__name__}: {exc}")
+            if not self.stop.is_set():
+                self._count_error(table, "connection", f"{type(exc).__name__}: {exc}")
         return None
 
-    def _report_progress(self, force: bool = False) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if force or now - self.last_progress >= PROGRESS_EVERY_S:
-            self.last_progress = now
-            errors = sum(self.errors.values())
-            try:
-                self.progress(self.ok + errors, self.spec.requests, self.ok, errors)
-            except Exception:
-                self.progress = None          # a broken progress sink must not stop the test
-
-    async def _worker(self, connection: _Connection) -> None:
-        while self.next_index < self.spec.requests:
+    def _take(self) -> bool:
+        with self.lock:
+            if self.stop.is_set() or self.next_index >= self.spec.requests:
+                return False
             if time.monotonic() >= self.deadline:
                 self.stopped = "time limit"
-                return
+                return False
             self.next_index += 1
-            latency = await self._once(connection, self.errors)
-            if latency is not None:
-                self.ok += 1
-                self.latencies.append(latency)
-            self._report_progress()
+            return True
 
-    async def _watch_stop(self, tasks: list[asyncio.Task]) -> None:
-        while not all(t.done() for t in tasks):
-            if self.stop is not None and self.stop.is_set():
-                self.stopped = "cancelled"
-                for task in tasks:
-                    task.cancel()
-                return
-            await asyncio.sleep(0.05)
-
-    async def run(self) -> tuple[float, str]:
-        began = time.monotonic()
-        self.deadline = began + self.spec.time_limit_s
-        connections = [_Connection(self.target) for _ in range(min(self.spec.concurrency, self.spec.requests))]
+    def _worker(self, connection: _Connection) -> None:
         try:
             if self.spec.warmup:
-                await self._supervise([self._once(c, self.warmup_errors) for c in connections])
-            if self.stopped == "cancelled":
-                return 0.0, self.stopped
-            start = time.perf_counter()
-            await self._supervise([self._worker(c) for c in connections])
-            wall = time.perf_counter() - start
+                self._once(connection, self.warmup_errors)
+                with self.lock:
+                    self.warmed += 1
+                while not self.go.wait(0.05):
+                    if self.stop.is_set():
+                        return
+            while self._take():
+                latency = self._once(connection, self.errors)
+                if latency is not None:
+                    with self.lock:
+                        self.ok += 1
+                        self.latencies.append(latency)
         finally:
-            for connection in connections:
-                connection.close()
-        self._report_progress(force=True)
-        return wall, self.stopped
+            connection.close()
 
-    async def _supervise(self, coroutines: list) -> None:
-        tasks = [asyncio.ensure_future(c) for c in coroutines]
-        watcher = asyncio.ensure_future(self._watch_stop(tasks))
+    def _report_progress(self) -> None:
+        if self.progress is None:
+            return
+        with self.lock:
+            ok, errors = self.ok, sum(self.errors.values())
         try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            watcher.cancel()
+            self.progress(ok + errors, self.spec.requests, ok, errors)
+        except Exception:
+            self.progress = None          # a broken progress sink must not stop the test
 
-
-class _timeout:
-    """``asyncio.timeout`` (3.11+) with a fallback for 3.10."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task | None = None
-        self._fired = False
-
-    async def __aenter__(self) -> None:
-        self._task = asyncio.current_task()
-        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
-
-    def _fire(self) -> None:
-        self._fired = True
-        if self._task is not None:
-            self._task.cancel()
-
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
-        if self._handle is not None:
-            self._handle.cancel()
-        if self._fired and exc_type is asyncio.CancelledError:
-            if self._task is not None and hasattr(self._task, "uncancel"):
-                self._task.uncancel()
-            raise asyncio.TimeoutError
-        return False
+    def run(self) -> float:
+        self.deadline = time.monotonic() + self.spec.time_limit_s
+        threads = [threading.Thread(target=self._worker, args=(c,), name=f"load-{i}", daemon=True)
+                   for i, c in enumerate(self.connections)]
+        for thread in threads:
+            thread.start()
+        while self.spec.warmup and self.warmed < len(threads) and not self.stop.is_set():
+            time.sleep(0.005)
+        start = time.perf_counter()
+        self.go.set()
+        while any(t.is_alive() for t in threads):
+            if self.stop.is_set():
+                with self.lock:
+                    self.stopped = "cancelled"
+                for connection in self.connections:
+                    connection.abort()
+            alive = next((t for t in threads if t.is_alive()), None)
+            if alive is not None:
+                alive.join(PROGRESS_EVERY_S)
+            self._report_progress()
+        wall = time.perf_counter() - start
+        if self.stop.is_set():
+            self.stopped = "cancelled"
+        self._report_progress()
+        return wall
 
 
 def run_load(url: str, request: HttpRequest, spec: LoadSpec, *, ssl: bool = False,
              headers: Mapping[str, str] | None = None, ssl_context: ssl_lib.SSLContext | None = None,
              progress: Progress | None = None, stop: threading.Event | None = None) -> LoadReport:
-    """Run the load test to completion (blocking; runs its own event loop, so call it from a worker
-    thread when an event loop is already running). Errors of single requests are counted, never raised."""
+    """Run the load test to completion (blocking: call it from a worker thread of an async program).
+    Errors of single requests are counted, never raised. ``stop`` (set from any thread) cancels it."""
     target = _Target(url, request, ssl=ssl, headers=dict(headers or {}), ssl_context=ssl_context)
     run = _Run(target, spec, progress, stop)
-    wall, stopped = asyncio.run(run.run())
+    wall = run.run()
     return LoadReport(target=request.target, concurrency=spec.concurrency, planned=spec.requests, ok=run.ok,
-                      errors=dict(run.errors), latencies_ms=tuple(run.latencies), wall_s=wall, stopped=stopped,
+                      errors=dict(run.errors), latencies_ms=tuple(run.latencies), wall_s=wall, stopped=run.stopped,
                       request_bytes=len(target.payload), warmup_errors=dict(run.warmup_errors),
                       first_error=run.first_error)
