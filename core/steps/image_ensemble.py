@@ -139,9 +139,26 @@ def disagreements(a: tuple[Prediction, ...], b: tuple[Prediction, ...], toleranc
     return found
 
 
+def test_summary(preds: tuple[Prediction, ...], median_ms: float, image_answer: PathAnswer | None,
+                 differ: tuple[str, ...], reports: tuple) -> str:
+    """The test step's one line: best prediction, median latency, agreement, what went wrong in the load test."""
+    best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
+    parts = [f"{best} ({median_ms:.1f} ms median)"]
+    if image_answer is not None:
+        parts.append("image ensemble disagrees" if differ else "image ensemble agrees")
+    errors = sum(r.error_count for r in reports)
+    if errors:
+        parts.append(f"{errors} load-test errors")
+    if any(r.stopped != "completed" for r in reports):
+        parts.append("load test stopped early")
+    return "; ".join(parts)
+
+
 def answer_both(client: Any, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
                 ) -> tuple[PathAnswer, PathAnswer | None]:
     """Send the test image both ways (blocking; one thread): tensors to ``model``, bytes to the ensemble."""
+    import json
+
     import numpy as np
 
     from cvtriton_triton.cv_response import parse_predictions
@@ -152,8 +169,6 @@ def answer_both(client: Any, model: str, info: Any, tensor: Any, image_bytes: by
     tensor_answer = PathAnswer("tensor", model, tuple(predictions(outputs, info)), ms, int(tensor.nbytes))
     if ensemble is None:
         return tensor_answer, None
-    import json
-
     batch = np.array([image_bytes], dtype=object).reshape(ensemble.request_shape)
     start = time.perf_counter()
     result = client.infer(ensemble.names.ensemble, IMAGE_INPUT, batch, [PREDICTION_OUTPUT])

@@ -170,7 +170,8 @@ class TestModel:
                              time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)   # bad values: UserError now
 
     async def run(self, ctx: StepContext) -> TestResult:
-        from cvtriton_core.steps.image_ensemble import answer_both, disagreements, load_requests, run_load_tests
+        from cvtriton_core.steps.image_ensemble import (answer_both, disagreements, load_requests, run_load_tests,
+                                                        test_summary)
         from cvtriton_triton.ensemble import find_ensemble
         from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.model_repository import read_model_info
@@ -218,16 +219,8 @@ class TestModel:
             ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
         latencies = reports[0].latencies_ms
         median = statistics.median(latencies) if latencies else tensor_answer.latency_ms
-        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
-        parts = [f"{best} ({median:.1f} ms median)"]
-        if image_answer is not None:
-            parts.append("image ensemble disagrees" if differ else "image ensemble agrees")
-        errors = sum(r.error_count for r in reports)
-        if errors:
-            parts.append(f"{errors} load-test errors")
-        if any(r.stopped != "completed" for r in reports):
-            parts.append("load test stopped early")
-        return TestResult(summary="; ".join(parts), model=model, task=info.task, image=self.image,
-                          predictions=preds, latency_ms=median, latencies_ms=latencies,
+        return TestResult(summary=test_summary(preds, median, image_answer, differ, reports), model=model,
+                          task=info.task, image=self.image, predictions=preds, latency_ms=median,
+                          latencies_ms=latencies,
                           answers=tuple(a for a in (tensor_answer, image_answer) if a is not None),
                           disagreements=differ, load=reports)

@@ -41,7 +41,8 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                threshold, top_k = runtime.request_options(request.parameters())
+                parameters = request.parameters() if hasattr(request, "parameters") else ""   # Triton < 23.03: none
+                threshold, top_k = runtime.request_options(parameters)
                 outputs = {}
                 for name in self.inputs:
                     tensor = pb_utils.get_input_tensor_by_name(request, name)
