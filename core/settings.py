@@ -44,6 +44,13 @@ def _flavor(value: str) -> str | None:
     return _choice(EXPORT_FLAVORS)(value)
 
 
+BOOLEANS = {"true": True, "false": False}     # how a yes/no setting is written (any letter case)
+
+
+def _boolean(value: str) -> str | None:
+    return None if value.lower() in BOOLEANS else "true or false"
+
+
 def _positive_int(value: str) -> str | None:
     return None if value.isdigit() and int(value) > 0 else "a whole number from 1 up"
 
@@ -84,6 +91,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ENDPOINT_NAME", "Triton", "Azure ML online endpoint name (3-32, unique in the region)", AZURE, check=_pattern(ENDPOINT_NAME, "3-32 letters, digits or -, starting with a letter")),
     Variable("MODEL_NAME", "Triton", "Model name in the Triton repository", frozenset(), check=_pattern(MODEL_NAME, "letters, digits, _ . - (no spaces)"), default="customvision"),
     Variable("MODEL_VERSION", "Triton", "Model version folder", frozenset(), check=_positive_int, default="1"),
+    Variable("TRITON_ENSEMBLE", "Triton", "Also serve image bytes in, Custom Vision JSON out (the image ensemble beside the model)", frozenset(), check=_boolean, default="true"),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 

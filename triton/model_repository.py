@@ -29,8 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from cvtriton_triton.errors import UserError
-from cvtriton_triton.model_info import Contract, ModelInfo, TensorSpec
+from .errors import UserError
+from .model_info import Contract, ModelInfo, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
 DEFAULT_MAX_BATCH_SIZE = 8

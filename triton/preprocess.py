@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cvtriton_triton.errors import UserError
-from cvtriton_triton.model_info import ModelInfo
+from .errors import UserError
+from .model_info import ModelInfo
 
 RESAMPLE = Image.Resampling.BICUBIC      # what the samples' plain ``.resize(size)`` uses
 IMAGE_FIX = "give a JPEG, PNG, BMP, GIF, TIFF or WebP picture"

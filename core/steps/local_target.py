@@ -8,10 +8,15 @@ import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.steps.image_ensemble import PathAnswer, prediction_json
 from cvtriton_triton.model_info import ModelInfo, Prediction
+
+if TYPE_CHECKING:
+    from cvtriton_triton.load_test import LoadReport
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class RepositoryResult:
     model_name: str
     model_version: str
     config_text: str
+    ensemble: str | None = None             # the image ensemble written beside the model, if any
 
 
 @dataclass(frozen=True)
@@ -47,15 +53,15 @@ class TestResult:
     predictions: tuple[Prediction, ...]
     latency_ms: float                       # median over the timed requests
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble
+    disagreements: tuple[str, ...] = ()     # where the two answers differ (empty: they agree)
+    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per path, same order
 
     def to_json(self) -> dict:
-        preds = []
-        for p in self.predictions:
-            item: dict = {"label": p.label, "probability": float(p.probability)}
-            if p.box is not None:
-                item["box"] = {"left": p.box.left, "top": p.box.top, "width": p.box.width, "height": p.box.height}
-            preds.append(item)
-        return {"model": self.model, "task": self.task, "predictions": preds, "latency_ms": self.latency_ms}
+        return {"model": self.model, "task": self.task, "predictions": [prediction_json(p) for p in self.predictions],
+                "latency_ms": self.latency_ms, "answers": [a.to_json() for a in self.answers],
+                "agree": not self.disagreements, "disagreements": list(self.disagreements),
+                "load_test": [r.to_json() for r in self.load]}
 
 
 class ImportModel:
@@ -76,7 +82,7 @@ class ImportModel:
         for change in imported.changes:
             ctx.log(f"graph rewritten for Triton: {change}")
         ctx.run.shared["imported"] = imported
-        ctx.state.set(onnx_path=imported.onnx_path)
+        ctx.state.set(onnx_path=imported.onnx_path, model_source=imported.source)
         info = imported.info
         return ImportResult(
             summary=f"{info.contract.value.replace('_', ' ')} model, input {info.input.name} "
@@ -89,11 +95,15 @@ class WriteRepository:
     name = "repository"
     title = "Write Triton model repository"
 
+    def __init__(self, ensemble: bool | None = None) -> None:
+        self.ensemble = ensemble            # None: the TRITON_ENSEMBLE setting decides
+
     async def run(self, ctx: StepContext) -> RepositoryResult:
+        from cvtriton_core.steps.image_ensemble import apply_ensemble
         from cvtriton_triton.model_import import import_model
         from cvtriton_triton.model_repository import write_repository
 
-        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION")
+        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION", "TRITON_ENSEMBLE")
         name = ctx.settings["MODEL_NAME"]
         version = ctx.settings["MODEL_VERSION"]
         imported = ctx.run.shared.get("imported")
@@ -105,11 +115,14 @@ class WriteRepository:
         repo = ctx.workdir / "model_repository"
         model_dir = await ctx.blocking(write_repository, imported, repo, name, version, replace=True)
         text = (model_dir / "config.pbtxt").read_text(encoding="utf-8")
+        ensemble = await apply_ensemble(ctx, repo, name, self.ensemble)
         ctx.state.set(repository=repo, model_name=name, model_version=version)
         for line in text.splitlines():
             ctx.log(line, source="config.pbtxt")
-        return RepositoryResult(summary=f"{model_dir}/{version}/model.onnx + config.pbtxt",
-                                repository=repo, model_name=name, model_version=version, config_text=text)
+        return RepositoryResult(summary=f"{model_dir}/{version}/model.onnx + config.pbtxt"
+                                        + (f" + image ensemble {ensemble}" if ensemble else ""),
+                                repository=repo, model_name=name, model_version=version, config_text=text,
+                                ensemble=ensemble)
 
 
 class ServeLocal:
@@ -126,28 +139,42 @@ class ServeLocal:
         await ctx.run.resources.enter_async_context(server)
         ctx.progress(f"Waiting for model {model} to load")
         await server.wait_ready(model)
+        from cvtriton_triton.ensemble import find_ensemble
+        ensemble = await ctx.blocking(find_ensemble, repo, model)
+        if ensemble is not None:
+            await server.wait_ready(ensemble.names.ensemble)
         ctx.run.shared["triton_url"] = server.url
         return ServeResult(summary=f"Triton serving {model} at http://{server.url}", url=server.url)
 
 
 class TestModel:
-    """Send one image through tritonclient with binary tensors: one warm-up request, then N timed ones."""
+    """Send the test image both ways — tensors to the plain model (client-side pre/post-processing) and raw
+    bytes through the image ensemble when the repository has one — then load-test each path with
+    ``requests`` requests at ``concurrency`` (bounded by ``time_limit_s``)."""
 
     name = "test"
     title = "Test with an image"
 
     def __init__(self, image: Path, *, url: str | None = None, requests: int = 5,
-                 ssl: bool = False, headers: dict[str, str] | None = None) -> None:
+                 ssl: bool = False, headers: dict[str, str] | None = None, concurrency: int = 1,
+                 ensemble: bool | None = None, time_limit_s: float | None = None) -> None:
+        from cvtriton_triton.load_test import DEFAULT_TIME_LIMIT_S, LoadSpec
+
         self.image = Path(image)
         self.url = url
         self.requests = max(1, requests)
         self.ssl = ssl
         self.headers = headers
+        self.ensemble = ensemble            # None: use it when the repository has one; False: tensors only
+        self.spec = LoadSpec(requests=self.requests, concurrency=concurrency,
+                             time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)   # bad values: UserError now
 
     async def run(self, ctx: StepContext) -> TestResult:
+        from cvtriton_core.steps.image_ensemble import (answer_both, disagreements, load_requests, run_load_tests,
+                                                        test_summary)
+        from cvtriton_triton.ensemble import find_ensemble
         from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.model_repository import read_model_info
-        from cvtriton_triton.postprocess import predictions
         from cvtriton_triton.preprocess import prepare
 
         url = self.url or ctx.run.shared.get("triton_url")
@@ -159,34 +186,41 @@ class TestModel:
             raise UserError("no model repository in this run", "run the repository step first")
         info = await ctx.blocking(read_model_info, Path(repo) / model)
         tensor = await ctx.blocking(prepare, self.image, info)
-        outputs_wanted = [o.name for o in info.outputs]
+        ensemble = await ctx.blocking(find_ensemble, Path(repo), model) if self.ensemble is not False else None
+        if self.ensemble and ensemble is None:
+            raise UserError(f"the model repository {repo} has no image ensemble for '{model}'",
+                            "write the repository again with the ensemble on (TRITON_ENSEMBLE=true)")
+        image_bytes = await ctx.blocking(self.image.read_bytes)
         stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
 
-        def send_requests() -> tuple[dict, list[float]]:
+        def send_requests() -> tuple:
             # tritonclient.http (geventhttpclient) binds its connections to one thread: create, use and
             # close the client inside this single worker thread.
             client = TritonHttpClient(url, ssl=self.ssl, headers=self.headers)
             try:
-                outputs, first_ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
-                ctx.log(f"first request (warm-up, not counted): {first_ms:.1f} ms", source="test")
-                timings: list[float] = []
-                for i in range(self.requests):
-                    if stop.is_set():
-                        break
-                    _, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
-                    timings.append(ms)
-                    ctx.progress(f"request {i + 1}/{self.requests}: {ms:.1f} ms", done=i + 1, total=self.requests)
-                return outputs, timings
+                answers = answer_both(client, model, info, tensor, image_bytes, ensemble)
             finally:
                 client.close()
+            for answer in filter(None, answers):
+                ctx.log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
+                        f"{answer.request_bytes} bytes sent", source="test")
+            requests = load_requests(model, info, tensor, image_bytes, ensemble)
+            return answers, run_load_tests(ctx, url, requests, self.spec, ssl=self.ssl, headers=self.headers,
+                                           stop=stop)
 
         try:
-            outputs, latencies = await ctx.blocking(send_requests)
+            (tensor_answer, image_answer), reports = await ctx.blocking(send_requests)
         except asyncio.CancelledError:
             stop.set()   # else it keeps sending to the endpoint, and quitting waits for the thread
             raise
-        preds = tuple(predictions(outputs, info))
-        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
-        median = statistics.median(latencies)
-        return TestResult(summary=f"{best} ({median:.1f} ms median)", model=model, task=info.task,
-                          image=self.image, predictions=preds, latency_ms=median, latencies_ms=tuple(latencies))
+        preds = tensor_answer.predictions
+        differ = tuple(disagreements(preds, image_answer.predictions)) if image_answer else ()
+        if differ:
+            ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
+        latencies = reports[0].latencies_ms
+        median = statistics.median(latencies) if latencies else tensor_answer.latency_ms
+        return TestResult(summary=test_summary(preds, median, image_answer, differ, reports), model=model,
+                          task=info.task, image=self.image, predictions=preds, latency_ms=median,
+                          latencies_ms=latencies,
+                          answers=tuple(a for a in (tensor_answer, image_answer) if a is not None),
+                          disagreements=differ, load=reports)

@@ -20,6 +20,9 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
+    concurrency: int = 1           # test step: concurrent requests of its load test
+    ensemble: bool | None = None   # image ensemble: None follows TRITON_ENSEMBLE (repository) / what is there (test)
+    time_limit_s: float | None = None   # test step: bound of each load test (default load_test's)
 
 
 def _project(o: RunOptions) -> Any:
@@ -54,7 +57,7 @@ def _import(o: RunOptions) -> Any:
 
 def _repository(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import WriteRepository
-    return WriteRepository()
+    return WriteRepository(o.ensemble)
 
 
 def _serve_local(o: RunOptions) -> Any:
@@ -66,7 +69,8 @@ def _test(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import TestModel
     if o.image is None:
         raise UserError("the test step needs an image", "pass --image PATH")
-    return TestModel(o.image, requests=o.requests)
+    return TestModel(o.image, requests=o.requests, concurrency=o.concurrency, ensemble=o.ensemble,
+                     time_limit_s=o.time_limit_s)
 
 
 BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
