@@ -147,3 +147,27 @@ def test_context_tar_is_a_plain_tar_docker_can_read(model_dir, tmp_path):
     assert context.size == len(data)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:       # uncompressed, as sent to the daemon
         assert tar.extractfile("Dockerfile").read().decode() == context.dockerfile
+
+
+async def test_source_labels_only_when_the_model_is_this_runs_export(tmp_path):
+    from cvtriton_core.events import StepFinished
+    from cvtriton_core.pipeline import RunContext, run_steps
+    from cvtriton_core.steps.image_steps import PackageImage
+    from cvtriton_core.steps.local_target import ImportModel, WriteRepository
+
+    export = build_classifier("float", tmp_path / "export" / "model.onnx").parent
+    other = build_classifier("float", tmp_path / "other" / "model.onnx", seed=3).parent
+    run = RunContext.create(Settings({"MODEL_NAME": "colours"}), tmp_path / "work")
+    run.state.set(export_dir=export, project_id="11111111-2222-3333-4444-555555555555", project_name="shapes",
+                  export_iteration="66666666-7777-8888-9999-000000000000", export_flavor="ONNX12")
+
+    async def labels_after_import(source: Path) -> dict:
+        run_ = RunContext.create(Settings({"MODEL_NAME": "colours"}), tmp_path / "work")
+        events = [e async for e in run_steps([ImportModel(source), WriteRepository(), PackageImage()], run_)]
+        return next(e.result.labels for e in events if isinstance(e, StepFinished) and e.step == "package")
+
+    labels = await labels_after_import(export)
+    assert labels["io.cvtriton.source.project"] == "11111111-2222-3333-4444-555555555555"
+    assert labels["io.cvtriton.source.iteration"] == "66666666-7777-8888-9999-000000000000"
+    assert labels["io.cvtriton.source.project-name"] == "shapes"
+    assert not [k for k in await labels_after_import(other) if k.startswith("io.cvtriton.source.")]
