@@ -90,6 +90,10 @@ class StepContext:
     def log(self, line: str, *, source: str = "", level: str = "info") -> None:
         self._emit(LogLine(step=self.step, line=redact(line.rstrip("\n")), source=source, level=level))
 
+    def emit(self, event: Event) -> None:
+        """Emit a typed event with no free text of its own (``LayerProgress``); thread-safe like ``log``."""
+        self._emit(event)
+
     def logger(self, source: str) -> Callable[[str], None]:
         """A plain callback for adapters that report line by line (thread-safe: see Pipeline)."""
         return functools.partial(self.log, source=source)

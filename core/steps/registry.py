@@ -23,6 +23,8 @@ class RunOptions:
     concurrency: int = 1           # test step: concurrent requests of its load test
     ensemble: bool | None = None   # image ensemble: None follows TRITON_ENSEMBLE (repository) / what is there (test)
     time_limit_s: float | None = None   # test step: bound of each load test (default load_test's)
+    base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
+    container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
 
 
 def _project(o: RunOptions) -> Any:
@@ -60,6 +62,26 @@ def _repository(o: RunOptions) -> Any:
     return WriteRepository(o.ensemble)
 
 
+def _package(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import PackageImage
+    return PackageImage(o.base_image)
+
+
+def _build(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import BuildImage
+    return BuildImage()
+
+
+def _push(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import PushImage
+    return PushImage()
+
+
+def _run_local(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import RunImage
+    return RunImage(http_port=o.container_port)
+
+
 def _serve_local(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import ServeLocal
     return ServeLocal()
@@ -81,6 +103,10 @@ BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "export": _export,
     "import": _import,
     "repository": _repository,
+    "package": _package,
+    "build": _build,
+    "push": _push,
+    "run-local": _run_local,
     "serve-local": _serve_local,
     "test": _test,
 }
