@@ -1,6 +1,6 @@
 """A real Triton Inference Server (2.51, from the ``nvidia-pytriton`` wheel) run as a child process.
 
-Why it is built this way (see facts.md, "What runs on these machines"):
+Why it is built this way:
 
 * The wheel ships only the python backend, so ``start()`` assembles a backend directory holding the
   python backend (library, utils, the stub for *this* Python minor version) plus our Python-based
@@ -38,8 +38,14 @@ from urllib.parse import quote
 from .backends import TritonInstall, assemble_backend_directory, find_tritonserver
 from .errors import ServerError
 
-_EXIT_TIMEOUT_S = 5       # Triton waits this long for open client connections, then for unloads
-_STOP_GRACE_S = 15.0        # SIGTERM -> SIGKILL: two exit-timeout phases plus margin
+# On SIGTERM Triton waits up to --exit-timeout-secs for in-flight requests, then again for models to unload,
+# polling once a second. The python-backend stubs take ~2.5 s to unload even a tiny model, so the default wait
+# made every stop last ~3 s. We stop the local server only when its requests are done (or cancelled), and its
+# models hold nothing to flush, so 0: Triton exits at once, the stubs notice and exit (stop() takes ~0.15 s),
+# and anything still alive in the group is killed below.
+_EXIT_TIMEOUT_S = 0
+_STOP_GRACE_S = 5.0         # SIGTERM -> SIGKILL
+_DETAIL_LINES = 40          # the server's last log lines carried by a ServerError (details, not the one line)
 _LEFTOVER_GRACE_S = 3.0     # stubs notice their parent is gone and exit by themselves
 _PORT_ATTEMPTS = 3
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version \d+: (.*)")
@@ -103,6 +109,7 @@ class LocalTritonServer:
         self._stop_lock = asyncio.Lock()
         self._live = False  # HTTP endpoint answered: models loaded, SIGTERM is safe
         self._stopped = False
+        self._quiet = False  # we asked it to stop: its shutdown chatter stays in ``lines``, off the log sink
 
     # ------------------------------------------------------------------ public
     @property
@@ -145,7 +152,7 @@ class LocalTritonServer:
                     continue
                 fix = ("choose free ports or leave them empty to pick free ones" if "already in use" in failure
                        else "fix the model repository (config.pbtxt must match model.onnx); the Triton log has details")
-                raise ServerError(f"the local Triton server did not start: {failure}", fix)
+                raise ServerError(f"the local Triton server did not start: {failure}", fix, details=self.log_tail())
         except BaseException as exc:
             await self.stop()  # also on cancellation: never leave a half-started server behind
             if isinstance(exc, OSError):  # work folder unwritable, disk full, binary not executable...
@@ -166,7 +173,7 @@ class LocalTritonServer:
                 await self.stop()
                 failure = self._failure_text()
                 raise ServerError(f"the local Triton server exited while loading '{model_name}': {failure}",
-                                  "fix the model repository; the Triton log has details")
+                                  "fix the model repository; the Triton log has details", details=self.log_tail())
             status, _ = await self._http("GET", path)
             if status == 200:
                 return
@@ -175,7 +182,8 @@ class LocalTritonServer:
                                   "use the model name of a folder in the model repository")
             if time.monotonic() > deadline:
                 raise ServerError(f"model '{model_name}' was not ready after {timeout:.0f} s",
-                                  "look at the Triton log; the model may be too large for this machine")
+                                  "look at the Triton log; the model may be too large for this machine",
+                                  details=self.log_tail())
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
@@ -199,9 +207,15 @@ class LocalTritonServer:
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
 
+    def log_tail(self, count: int = _DETAIL_LINES) -> str:
+        """The server's last ``count`` log lines of this attempt, for an error's details."""
+        return "\n".join(list(self.lines)[-count:])
+
     # ------------------------------------------------------------- internals
-    def _emit(self, line: str) -> None:
+    def _emit(self, line: str, *, ours: bool = False) -> None:
         self.lines.append(line)
+        if self._quiet and not ours:
+            return
         if self._log is not None:
             try:
                 self._log(line)
@@ -322,11 +336,12 @@ class LocalTritonServer:
                 # stubs) when SIGTERM lands while python-backend instances initialize.
                 self._signal_group(signal.SIGKILL)
             else:
+                self._quiet = True   # "Waiting for in-flight requests", "Timeout 0: Found 1 live models"...
                 try:
                     proc.send_signal(signal.SIGTERM)
                     await asyncio.wait_for(proc.wait(), timeout=_STOP_GRACE_S)
                 except asyncio.TimeoutError:
-                    self._emit("[cvtriton] server ignored SIGTERM; killing it")
+                    self._emit("[cvtriton] server ignored SIGTERM; killing it", ours=True)
                     self._signal_group(signal.SIGKILL)
                 except ProcessLookupError:
                     pass

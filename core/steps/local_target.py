@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import Settings
 from cvtriton_triton.model_info import ModelInfo, Prediction
 
 
@@ -40,13 +41,17 @@ class ServeResult:
 
 @dataclass(frozen=True)
 class TestResult:
+    """``smoke``: no test image was given, so one generated picture of the model's input size was sent to show
+    that the model loads and answers; ``predictions`` is then empty (they would mean nothing)."""
+
     summary: str
     model: str
     task: str
-    image: Path
+    image: Path | None
     predictions: tuple[Prediction, ...]
-    latency_ms: float                       # median over the timed requests
+    latency_ms: float                       # median over the timed requests (the one request when smoke)
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    smoke: bool = False
 
     def to_json(self) -> dict:
         preds = []
@@ -55,7 +60,8 @@ class TestResult:
             if p.box is not None:
                 item["box"] = {"left": p.box.left, "top": p.box.top, "width": p.box.width, "height": p.box.height}
             preds.append(item)
-        return {"model": self.model, "task": self.task, "predictions": preds, "latency_ms": self.latency_ms}
+        data = {"model": self.model, "task": self.task, "predictions": preds, "latency_ms": self.latency_ms}
+        return {**data, "smoke": True} if self.smoke else data
 
 
 class ImportModel:
@@ -65,10 +71,17 @@ class ImportModel:
     def __init__(self, source: Path | None) -> None:
         self.source = source
 
+    def check(self, settings: Settings) -> None:
+        """The model's kind, zip and graph (legacy, broken, empty, not an image model), before the run starts."""
+        if self.source is not None:
+            from cvtriton_triton.model_import import check_source
+
+            check_source(Path(self.source))
+
     async def run(self, ctx: StepContext) -> ImportResult:
         from cvtriton_triton.model_import import import_model
 
-        source = self.source or Path(ctx.state.get("export_dir") or ctx.workdir / "export")
+        source = self.source or self._export_dir(ctx)
         ctx.progress(f"Reading {source}")
         imported = await ctx.blocking(import_model, Path(source), ctx.workdir)
         for warning in imported.warnings:
@@ -85,9 +98,25 @@ class ImportModel:
         )
 
 
+    @staticmethod
+    def _export_dir(ctx: StepContext) -> Path:
+        """This run's export; ``<workdir>/export`` only when no export step ever ran here (a folder put there by
+        hand) — after a failed or interrupted export it may hold an older model."""
+        recorded = ctx.state.get("export_dir")
+        if recorded:
+            return Path(recorded)
+        if ctx.state.step_status("export") is None:
+            return ctx.workdir / "export"
+        raise UserError("no exported model in this run (the export step did not finish)",
+                        "run the export step again, or pass --model PATH")
+
+
 class WriteRepository:
     name = "repository"
     title = "Write Triton model repository"
+
+    def check(self, settings: Settings) -> None:
+        settings.require_valid("MODEL_NAME", "MODEL_VERSION")
 
     async def run(self, ctx: StepContext) -> RepositoryResult:
         from cvtriton_triton.model_import import import_model
@@ -119,9 +148,17 @@ class ServeLocal:
     async def run(self, ctx: StepContext) -> ServeResult:
         from cvtriton_triton.local_server import LocalTritonServer
 
-        repo = Path(ctx.state.get("repository") or ctx.workdir / "model_repository")
-        model = ctx.state.get("model_name") or ctx.settings.get("MODEL_NAME", "customvision")
-        server = LocalTritonServer(repo, log=ctx.logger("triton"), workdir=ctx.workdir / "triton")
+        repo, model = ctx.state.get("repository"), ctx.state.get("model_name")
+        if not repo or not model:
+            raise UserError("no model repository — run Package first",
+                            "run the import and repository steps (Package in the wizard), then start Triton")
+        repo = Path(repo)
+        if not (repo / model).is_dir():
+            raise UserError(f"the model repository {repo} has no model {model!r} any more",
+                            "run Package (the import and repository steps) again")
+        triton_dir = ctx.workdir / "triton"
+        await ctx.blocking(remove_stale_server_folders, triton_dir)
+        server = LocalTritonServer(repo, log=ctx.logger("triton"), workdir=triton_dir)
         ctx.progress("Starting tritonserver")
         await ctx.run.resources.enter_async_context(server)
         ctx.progress(f"Waiting for model {model} to load")
@@ -130,34 +167,78 @@ class ServeLocal:
         return ServeResult(summary=f"Triton serving {model} at http://{server.url}", url=server.url)
 
 
+def remove_stale_server_folders(triton_dir: Path) -> None:
+    """Each server gets a fresh ``cvtriton-triton-*`` folder, removed when it stops; one left by a killed run
+    (SIGKILL, power loss) is removed here. Safe: the work folder's run lock keeps other runs out."""
+    import shutil
+
+    if triton_dir.is_dir():
+        for folder in triton_dir.glob("cvtriton-triton-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class TestModel:
-    """Send one image through tritonclient with binary tensors: one warm-up request, then N timed ones."""
+    """Send one image through tritonclient with binary tensors: one warm-up request, then N timed ones.
+    Without an image: one smoke request with a generated picture of the model's input size."""
 
     name = "test"
     title = "Test with an image"
 
-    def __init__(self, image: Path, *, url: str | None = None, requests: int = 5,
-                 ssl: bool = False, headers: dict[str, str] | None = None) -> None:
-        self.image = Path(image)
-        self.url = url
+    def __init__(self, image: Path | None, *, requests: int = 5) -> None:
+        self.image = Path(image) if image is not None else None
         self.requests = max(1, requests)
-        self.ssl = ssl
-        self.headers = headers
+        if self.image is None:
+            self.title = "Smoke test (generated image)"
+
+    def check(self, settings: Settings) -> None:
+        """A missing file, a folder or a file that is not a picture is refused before Triton starts."""
+        if self.image is not None:
+            from cvtriton_triton.preprocess import check_image
+
+            check_image(self.image)
 
     async def run(self, ctx: StepContext) -> TestResult:
-        from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.model_repository import read_model_info
-        from cvtriton_triton.postprocess import predictions
-        from cvtriton_triton.preprocess import prepare
 
-        url = self.url or ctx.run.shared.get("triton_url")
+        url = ctx.run.shared.get("triton_url")
         if not url:
-            raise UserError("no Triton server to test", "start the local target or deploy first")
+            raise UserError("no Triton server to test", "start the local target (the serve-local step) first")
         repo = ctx.state.get("repository")
         model = ctx.state.get("model_name")
         if not repo or not model:
-            raise UserError("no model repository in this run", "run the repository step first")
+            raise UserError("no model repository — run Package first", "run the import and repository steps")
         info = await ctx.blocking(read_model_info, Path(repo) / model)
+        if self.image is None:
+            return await self._smoke(ctx, url, model, info)
+        return await self._timed(ctx, url, model, info)
+
+    async def _smoke(self, ctx: StepContext, url: str, model: str, info: ModelInfo) -> TestResult:
+        from cvtriton_triton.infer_client import TritonHttpClient
+        from cvtriton_triton.preprocess import smoke_tensor
+
+        tensor = smoke_tensor(info)
+        outputs_wanted = [o.name for o in info.outputs]
+
+        def send_one() -> float:
+            with TritonHttpClient(url) as client:
+                outputs, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
+            missing = [name for name in outputs_wanted if name not in outputs]
+            if missing:
+                raise UserError(f"the model answered without the output {missing[0]!r}",
+                                "package the model again", exit_code=1)
+            return ms
+
+        ctx.progress(f"one request with a generated {info.width}x{info.height} image")
+        ms = await ctx.blocking(send_one)
+        return TestResult(summary=f"{model} loads in Triton and answers (one request with a generated {info.width}x"
+                                  f"{info.height} image: {ms:.1f} ms)", model=model, task=info.task, image=None,
+                          predictions=(), latency_ms=ms, latencies_ms=(ms,), smoke=True)
+
+    async def _timed(self, ctx: StepContext, url: str, model: str, info: ModelInfo) -> TestResult:
+        from cvtriton_triton.infer_client import TritonHttpClient
+        from cvtriton_triton.postprocess import predictions
+        from cvtriton_triton.preprocess import prepare
+
         tensor = await ctx.blocking(prepare, self.image, info)
         outputs_wanted = [o.name for o in info.outputs]
         stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
@@ -165,7 +246,7 @@ class TestModel:
         def send_requests() -> tuple[dict, list[float]]:
             # tritonclient.http (geventhttpclient) binds its connections to one thread: create, use and
             # close the client inside this single worker thread.
-            client = TritonHttpClient(url, ssl=self.ssl, headers=self.headers)
+            client = TritonHttpClient(url)
             try:
                 outputs, first_ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
                 ctx.log(f"first request (warm-up, not counted): {first_ms:.1f} ms", source="test")
