@@ -203,7 +203,11 @@ def _prepare(steps: Sequence[Step], run: RunContext, checked: bool, emit: Callab
     """Checks and locks before the first step; False (after one StepFailed) when the run must not start."""
     try:
         if not checked:
-            preflight(steps, run.settings)
+            try:
+                preflight(steps, run.settings)
+            except UserError as exc:
+                _forget_replaced_results(run, steps, getattr(exc, "step", None))
+                raise
         run.acquire_locks(steps)
         return True
     except UserError as exc:
@@ -214,6 +218,22 @@ def _prepare(steps: Sequence[Step], run: RunContext, checked: bool, emit: Callab
                         message=redact(f"cannot use the work folder {run.workdir} ({exc.strerror or exc}) — "
                                        "pass a writable --workdir")))
     return False
+
+
+def _forget_replaced_results(run: RunContext, steps: Sequence[Step], refused: str | None) -> None:
+    """A step refused by its check was meant to replace its results (a new model for the import step): the
+    old ones, and what later steps made from them, are no longer what the user works with. Dropped under the
+    run's lock; when another run holds it, that run owns the state and nothing is touched."""
+    if refused is None:
+        return
+    try:
+        run.acquire_locks(steps)
+    except (UserError, OSError):
+        return
+    try:
+        run.drop_results(stale_results(refused))
+    finally:
+        run.release_locks()
 
 
 async def _run_one(step: Step, run: RunContext, emit: Callable[[Event], None]) -> bool:

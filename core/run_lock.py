@@ -56,6 +56,9 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def __del__(self) -> None:   # a forgotten lock must not outlive its run inside a long-lived process
+        self.release()
+
 
 def _read_holder(fd: int) -> str:
     try:

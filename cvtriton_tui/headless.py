@@ -118,20 +118,22 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
         if path is not None and not Path(path).exists():
             raise UserError(f"{flag} {path} does not exist", f"give an existing file for {flag}")
     settings = Settings.load(args.env_file)
-    options = RunOptions(model=model, image=image, requests=args.requests)
-    preflight(build_steps(LOCAL_STEPS, options), settings)    # the model first, then the settings, the image
-    if model is None:
-        from cvtriton_triton.sample_models import build_sample_export, sample_images
-
-        model = build_sample_export(sample_dir(workdir))
-        image = image or sample_images(sample_dir(workdir))[0]
-        say(f"No --model given: using the sample colour classifier {model}")
-        options = RunOptions(model=Path(model), image=Path(image), requests=args.requests)
-    steps = build_steps(LOCAL_STEPS, options)
+    steps = build_steps(LOCAL_STEPS, RunOptions(model=model, image=image, requests=args.requests))
+    preflight(steps, settings)    # the model first, then the settings, then the image
     run = RunContext.create(settings, local_run_dir(workdir))
-    run.acquire_locks(steps)
-    printer = HumanPrinter(verbose=args.verbose, logs=not args.json)
-    code, finished = await _drive(steps, run, printer)
+    run.acquire_locks(steps)      # before the sample is (re)written: another run may be reading it
+    try:
+        if model is None:
+            from cvtriton_triton.sample_models import build_sample_export, sample_images
+
+            model = build_sample_export(sample_dir(workdir))
+            image = image or sample_images(sample_dir(workdir))[0]
+            say(f"No --model given: using the sample colour classifier {model}")
+            steps = build_steps(LOCAL_STEPS, RunOptions(model=Path(model), image=Path(image), requests=args.requests))
+        printer = HumanPrinter(verbose=args.verbose, logs=not args.json)
+        code, finished = await _drive(steps, run, printer)
+    finally:
+        run.release_locks()
     if code:
         return code
     result = next(e.result for e in finished if isinstance(e.result, TestResult))
@@ -155,9 +157,17 @@ async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     steps = build_steps(names, options)
     _check(steps, settings, json_events=args.json)
     run = RunContext.create(settings, workdir)
-    run.acquire_locks(steps)
-    printer = JsonPrinter() if args.json else HumanPrinter(verbose=args.verbose)
-    code, _ = await _drive(steps, run, printer)
+    try:
+        run.acquire_locks(steps)
+    except UserError as exc:
+        if args.json:
+            print_json(StepFailed(step=steps[0].name, message=redact(exc.one_line()), exit_code=exc.exit_code).to_dict())
+        raise
+    try:
+        printer = JsonPrinter() if args.json else HumanPrinter(verbose=args.verbose)
+        code, _ = await _drive(steps, run, printer)
+    finally:
+        run.release_locks()
     return code
 
 
