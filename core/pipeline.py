@@ -171,12 +171,16 @@ async def run_steps(steps: Sequence[Step], run: RunContext, *, checked: bool = F
         else:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
+    stopping = False    # the consumer went away (cancelled): no further step may start
+
     async def drive() -> None:
         try:
             if steps and _prepare(steps, run, checked, emit):
                 try:
                     async with run.resources:
                         for step in steps:
+                            if stopping:   # a cancellation some library swallowed must still stop the run
+                                raise asyncio.CancelledError
                             if not await _run_one(step, run, emit):
                                 break
                 finally:
@@ -194,6 +198,7 @@ async def run_steps(steps: Sequence[Step], run: RunContext, *, checked: bool = F
         await task
     finally:
         if not task.done():
+            stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

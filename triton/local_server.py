@@ -58,6 +58,23 @@ def _clean_log_text(text: str) -> str:
     return " ".join(text.split())
 
 
+async def _within(awaitable, timeout: float):
+    """``asyncio.wait_for`` that never loses the caller's cancellation: on Python 3.11 ``wait_for`` swallows a
+    cancel that arrives as the inner call completes (CPython gh-86296), and a stop request must never be lost
+    (the run would go on to its next step). Raises ``asyncio.TimeoutError`` after ``timeout`` seconds."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # retrieved: no "never retrieved"
+        raise asyncio.TimeoutError
+    return task.result()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -308,8 +325,7 @@ class LocalTritonServer:
     async def _http(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """A tiny HTTP/1.1 request to our own server; (0, b"") while it is not answering."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", self.http_port), timeout=2.0)
+            reader, writer = await _within(asyncio.open_connection("127.0.0.1", self.http_port), 2.0)
         except (OSError, asyncio.TimeoutError):
             return 0, b""
         try:
@@ -317,7 +333,7 @@ class LocalTritonServer:
                     f"Content-Length: {len(body)}\r\n\r\n")
             writer.write(head.encode("ascii") + body)
             await writer.drain()
-            data = await asyncio.wait_for(reader.read(), timeout=2.0)
+            data = await _within(reader.read(), 2.0)
             status_line, _, rest = data.partition(b"\r\n")
             parts = status_line.split()
             return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), rest.partition(b"\r\n\r\n")[2]
@@ -339,7 +355,7 @@ class LocalTritonServer:
                 self._quiet = True   # "Waiting for in-flight requests", "Timeout 0: Found 1 live models"...
                 try:
                     proc.send_signal(signal.SIGTERM)
-                    await asyncio.wait_for(proc.wait(), timeout=_STOP_GRACE_S)
+                    await _within(proc.wait(), _STOP_GRACE_S)
                 except asyncio.TimeoutError:
                     self._emit("[cvtriton] server ignored SIGTERM; killing it", ours=True)
                     self._signal_group(signal.SIGKILL)
