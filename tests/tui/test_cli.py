@@ -63,6 +63,18 @@ def tritonservers_under(folder: Path) -> list[int]:
     return pids
 
 
+def test_headless_does_not_import_the_cli_module():
+    """cli.py imports headless.py (lazily) to run a command; the other way round would be a cycle."""
+    import ast
+
+    import cvtriton_tui.headless as headless
+
+    tree = ast.parse(Path(headless.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "cvtriton_tui.cli" not in imported and "cvtriton_tui" not in imported
+
+
 # ---- bad input: one line, exit 2, nothing written --------------------------------------------------------
 
 @pytest.mark.parametrize("extra", [[], ["--model", "model.onnx", "--image", "image.jpg"]])
