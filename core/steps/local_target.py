@@ -97,7 +97,6 @@ class ImportModel:
             onnx_path=imported.onnx_path, info=info, labels=imported.labels, warnings=imported.warnings,
         )
 
-
     @staticmethod
     def _export_dir(ctx: StepContext) -> Path:
         """This run's export; ``<workdir>/export`` only when no export step ever ran here (a folder put there by
