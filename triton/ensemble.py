@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import (cv_response, ensemble_runtime, errors, model_info, model_repository, postprocess, preprocess,
-               yolo_decode)
+from . import (cv_response, ensemble_runtime, errors, image_formats, model_info, model_repository, naming, postprocess,
+               preprocess, yolo_decode)
 from .backends import BACKENDS_DIR
 from .cv_response import SourceIds, source_ids
 from .ensemble_runtime import IDS_FILENAME, IDS_FORMAT, IMAGE_INPUT, PREDICTION_OUTPUT, PREPROCESSED
@@ -55,8 +55,8 @@ POSTPROCESS_SUFFIX = "_postprocess"
 STEP_VERSION = "1"
 RUNTIME_PACKAGE = "cvtriton_runtime"
 #: The package modules copied next to each step's model.py (everything ensemble_runtime imports).
-RUNTIME_MODULES = (cv_response, ensemble_runtime, errors, model_info, model_repository, postprocess, preprocess,
-                   yolo_decode)
+RUNTIME_MODULES = (cv_response, ensemble_runtime, errors, image_formats, model_info, model_repository, naming,
+                   postprocess, preprocess, yolo_decode)
 STEP_MODELS = BACKENDS_DIR / "ensemble"           # preprocess/model.py, postprocess/model.py
 DEFAULT_PREPROCESS_INSTANCES = 2
 DEFAULT_POSTPROCESS_INSTANCES = 1
