@@ -22,7 +22,8 @@ from cvtriton_triton.ensemble_runtime import (BAD_IMAGE, BAD_PARAMETERS, BadRequ
                                               postprocess, preprocess, request_options)
 from cvtriton_triton.errors import UserError
 from cvtriton_triton.model_import import import_model
-from cvtriton_triton.model_repository import parse_config, read_model_info, write_repository
+from cvtriton_standins.triton_config import parse_config
+from cvtriton_triton.model_repository import read_model_info, write_repository
 from cvtriton_triton.postprocess import predictions
 from cvtriton_triton.preprocess import prepare
 
