@@ -110,8 +110,11 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
 
 
 def test_results_dropped_from_a_step_on_are_its_own_and_every_later_steps():
-    assert set(stale_results("import")) == {"onnx_path", "imported", "repository", "model_name", "model_version",
-                                            "triton_url"}
+    assert set(stale_results("import")) == {"onnx_path", "imported", "model_source", "repository", "model_name",
+                                            "model_version", "image_context", "image_context_digest", "image_id",
+                                            "image_ref", "image_size", "image_digest", "image_remote",
+                                            "image_pushed", "container_id", "triton_url"}
+    assert set(stale_results("push")) == {"image_digest", "image_remote", "image_pushed", "container_id", "triton_url"}
     assert set(stale_results("serve-local")) == {"triton_url"}
     assert "project_id" not in stale_results("project") and "iteration_id" not in stale_results("train")
 
