@@ -128,7 +128,11 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
         deploy.query_one("#endpoint-name", Input).value = "cv-triton-ok"
         await pilot.click(deploy.query_one("#auth-aml_token", RadioButton))
         await goto_next(pilot, app, "results")
-        assert app.state.auth_mode == "aml_token" and app.state.endpoint_name == "cv-triton-ok"
+        assert app.state.auth_mode == "aml_token"
+        # the endpoint name typed on Deploy is the ENDPOINT_NAME setting: one value, shown on Settings too
+        assert app.state.value("ENDPOINT_NAME") == "cv-triton-ok"
+        settings_field = app.main.pane("settings").query_one("#input-ENDPOINT_NAME", Input)
+        assert settings_field.value == "cv-triton-ok" and app.state.edits["ENDPOINT_NAME"] == "cv-triton-ok"
         results = app.main.pane("results")
         assert results.query_one("#results-note").display
         await pilot.click(results.query_one("#show-local", Button))

@@ -147,7 +147,8 @@ async def test_a_worker_dying_of_an_unexpected_error_is_shown(local_env: Path) -
         async def broken() -> None:
             raise RuntimeError("disk on fire\nsecond line")
 
-        app.main.pane("settings").run_worker(broken, group="save", exit_on_error=False)
+        app.main.pane("settings").run_worker(broken, group="save", exit_on_error=False,
+                                             description="Saving settings")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 5, "the error modal")
         modal = app.screen
         assert modal.error_title == "Saving settings failed"

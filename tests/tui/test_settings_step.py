@@ -92,9 +92,9 @@ async def test_target_switch_changes_the_steps_and_next_names_what_is_missing(lo
         assert "*" in str(field(app, "VISION_TRAINING_KEY").query_one(".field-name", Label).render())
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert app.state.current == "settings"                       # blocked: required values missing
-        assert field(app, "AZURE_SUBSCRIPTION_ID").has_class("invalid")
-        assert app.focused is field(app, "AZURE_SUBSCRIPTION_ID").query_one(Input)
+        assert app.state.current == "settings"              # blocked: the Project step lists with these
+        assert field(app, "AZURE_SUBSCRIPTION_ID").has_class("invalid")   # shown, but needed only by Deploy
+        assert app.focused is field(app, "VISION_TRAINING_ENDPOINT").query_one(Input)
         await pilot.click(pane.query_one("#target-local", RadioButton))
         await pilot.pause()
         assert app.state.steps == ("settings", "model", "package", "local-test")
