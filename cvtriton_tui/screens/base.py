@@ -54,7 +54,8 @@ class StepPane(VerticalScroll):
         return self.wizard.state
 
     def heading(self) -> Vertical:
-        text = Text(STEP_TITLES[self.step_id], style="bold")
+        text = Text()
+        text.append(STEP_TITLES[self.step_id], style="bold")
         if self.intro:
             text.append("\n" + self.intro, style="")
         note = Static("", classes="outdated-note")

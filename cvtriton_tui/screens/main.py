@@ -50,9 +50,10 @@ def build_pane(step: str) -> StepPane:
 
 
 class MainScreen(Screen):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]   # app.tcss narrows a few widths
     BINDINGS = [
-        Binding("ctrl+n", "next", "Next", priority=True),
-        Binding("ctrl+b", "back", "Back", priority=True),
+        Binding("ctrl+n", "next", "Next", priority=True, show=False),     # the nav bar's buttons show these
+        Binding("ctrl+b", "back", "Back", priority=True, show=False),
         Binding("f5", "run_step", "Run"),
         Binding("f8", "cancel_run", "Cancel"),
         Binding("ctrl+s", "save_settings", "Save"),
@@ -65,9 +66,9 @@ class MainScreen(Screen):
             with ContentSwitcher(id="panes", initial=self.state.current):
                 yield build_pane(self.state.current)
         with Horizontal(id="nav"):
-            yield Button("◀ Back", id="back", compact=True)
+            yield Button("◀ Back ^B", id="back", compact=True)
             yield Static("", id="nav-status")
-            yield Button("Next ▶", id="next", variant="primary", compact=True)
+            yield Button("Next ^N ▶", id="next", variant="primary", compact=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -121,8 +121,9 @@ class ProgressPanel(Vertical):
     ProgressPanel .step-row { height: auto; }
     ProgressPanel .step-line { height: 1; }
     ProgressPanel .step-icon { width: 2; }
-    ProgressPanel .step-title { width: 1fr; max-width: 28; }
-    ProgressPanel .step-bar { width: 2fr; max-width: 40; }
+    ProgressPanel .step-title { width: auto; min-width: 12; max-width: 28; margin-right: 1;
+                                text-wrap: nowrap; text-overflow: ellipsis; }
+    ProgressPanel .step-bar { width: 1fr; max-width: 40; }
     ProgressPanel .step-timing { width: 16; color: $text-muted; }
     ProgressPanel .step-message { width: 1fr; height: auto; max-height: 3; padding-left: 2; color: $text-muted; }
     ProgressPanel .pending .step-message { display: none; }

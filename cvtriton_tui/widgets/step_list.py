@@ -17,7 +17,7 @@ from cvtriton_tui.messages import GotoStep
 
 MARKS = {"": ("○", "dim"), "running": ("●", "bold yellow"), "done": ("✔", "green"), "outdated": ("↻", "yellow"),
          "failed": ("✖", "bold red"), "cancelled": ("■", "yellow")}
-SHORT_TITLES = {"project": "Project", "train": "Train", "package": "Package", "local-test": "Local test",
+SHORT_TITLES = {"project": "Project", "train": "Train", "package": "Package", "local-test": "Test",
                 "results": "Results"}
 
 
