@@ -276,8 +276,8 @@ async def test_choices_survive_a_restart(local_env: Path) -> None:
         Path("pictures").mkdir()
         app.main.pane("project").query_one("#new-folder", Input).value = "pictures"
         app.main.pane("train").query_one("#export-flavor", Select).value = "ONNXFloat16"
-        await pilot.pause()
-        assert app.state.edits.get("VISION_EXPORT_FLAVOR") == "ONNXFloat16"   # the flavour IS the setting
+        await wait_for(pilot, lambda: app.state.edits.get("VISION_EXPORT_FLAVOR") == "ONNXFloat16", 5,
+                       "the flavour as an unsaved setting")                 # the flavour IS the setting
         app.main.pane("settings").action_save()
         await wait_for(pilot, lambda: "VISION_EXPORT_FLAVOR=ONNXFloat16" in local_env.read_text(), 10, "the save")
         await pilot.press("ctrl+q")
