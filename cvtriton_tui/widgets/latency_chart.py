@@ -123,10 +123,11 @@ class LatencyChart(Vertical):
         self.query_one("#latency-summary", Label).update(latency_summary(self.values, median))
         self.query_one(LatencyBars).show(self.values)
         self._subtitle()
+        self.call_after_refresh(self._subtitle)     # once laid out, with the width the bars really get
 
     def on_resize(self) -> None:
         self._subtitle()
 
     def _subtitle(self) -> None:
-        # the bars take the chart's whole content width
-        self.border_subtitle = bars_subtitle(len(self.values), self.content_size.width)
+        width = self.query_one(LatencyBars).size.width     # what Bars buckets to
+        self.border_subtitle = bars_subtitle(len(self.values), width) if width else ""
