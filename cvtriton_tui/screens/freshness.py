@@ -45,6 +45,8 @@ class StepRecords:
 
     status: dict[str, dict[str, str]] = field(default_factory=lambda: {"azure": {}, "local": {}})
     ran_with: dict[str, dict[str, str]] = field(default_factory=lambda: {"azure": {}, "local": {}})
+    # target -> step -> the run records of the earlier steps it consumed, as they were when it started
+    consumed: dict[str, dict[str, dict[str, str]]] = field(default_factory=lambda: {"azure": {}, "local": {}})
 
     def statuses(self, target: str) -> dict[str, str]:
         return self.status.setdefault(target, {})
@@ -94,7 +96,9 @@ def fingerprint(state: "WizardState", step: str, target: str | None = None) -> s
 
 def record_start(state: "WizardState", target: str, step: str, token: str) -> None:
     """A run of ``step`` starts now with the current inputs (``token`` tells this run from earlier ones)."""
-    state.records.runs(target)[step] = f"{fingerprint(state, step, target)}@{token}"
+    runs = state.records.runs(target)
+    state.records.consumed.setdefault(target, {})[step] = {up: runs.get(up, "never") for up in upstream(step, target)}
+    runs[step] = f"{fingerprint(state, step, target)}@{token}"
 
 
 def is_current(state: "WizardState", step: str) -> bool:
@@ -105,7 +109,9 @@ def is_current(state: "WizardState", step: str) -> bool:
     ran = state.records.runs(target).get(step, "")
     if ran.split("@", 1)[0] != fingerprint(state, step):
         return False
-    return all(is_current(state, up) for up in upstream(step, target))
+    # an earlier step with no record at all (never run here) says nothing about this result
+    statuses = state.records.statuses(target)
+    return all(is_current(state, up) for up in upstream(step, target) if statuses.get(up))
 
 
 def shown_status(state: "WizardState", step: str) -> str:
@@ -118,14 +124,20 @@ def shown_status(state: "WizardState", step: str) -> str:
 
 def why_outdated(state: "WizardState", step: str) -> str:
     """One line saying what changed since ``step`` ran (for its pane and for Next)."""
-    for up in upstream(step, state.target):
-        if not is_current(state, up):
-            from cvtriton_tui.screens.state import STEP_TITLES
+    from cvtriton_tui.screens.state import STEP_TITLES
 
-            status = state.records.statuses(state.target).get(up, "")
-            what = {"failed": "failed", "running": "is running again", "cancelled": "was cancelled",
-                    "": "has not run"}.get(status, "ran again or changed")
+    target = state.target
+    statuses, runs = state.records.statuses(target), state.records.runs(target)
+    if runs.get(step, "").startswith("stale@"):
+        return "an earlier step ran again after it (the saved run state says so)"
+    used = state.records.consumed.get(target, {}).get(step, {})
+    for up in upstream(step, target):
+        if statuses.get(up) and not is_current(state, up):
+            what = {"failed": "failed", "running": "is running again", "cancelled": "was cancelled"}.get(
+                statuses[up], "is outdated too")
             return f"{STEP_TITLES[up]} {what} since this step ran"
+        if up in used and used[up] != runs.get(up, "never"):
+            return f"{STEP_TITLES[up]} ran again since this step ran"
     return "what it ran with changed since (model, project, iteration or a setting it reads)"
 
 
@@ -136,4 +148,7 @@ def restore(state: "WizardState", target: str, statuses: dict[str, str], stale: 
     runs = state.records.runs(target)
     for step in UPSTREAM:                     # in pipeline order: an earlier step's record comes first
         if step in statuses:
-            runs[step] = "stale@" + RESTORED if step in stale else f"{fingerprint(state, step, target)}@{RESTORED}"
+            if step in stale:
+                runs[step] = "stale@" + RESTORED
+            else:
+                record_start(state, target, step, RESTORED)

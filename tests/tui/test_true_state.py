@@ -123,6 +123,19 @@ async def test_a_setting_a_step_read_makes_it_outdated_until_it_is_back(local_en
         assert marks(app)["package"] == "✔"
 
 
+async def test_a_result_older_than_the_step_it_used_is_outdated_after_a_restart(local_env: Path) -> None:
+    state = RunState.load(Path("work/local"))
+    state.mark("serve-local", "done", "Triton serving colours")
+    state.mark("test", "done", "red 0.99")
+    state.mark("import", "done", "imported")          # packaged again afterwards (e.g. by the headless command)
+    state.mark("repository", "done", "written")
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.status.get("local-test") == "done", 5, "the saved statuses")
+        await pilot.pause()
+        assert marks(app)["package"] == "✔" and marks(app)["local-test"] == "↻"
+
+
 async def test_each_target_keeps_its_own_marks(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
