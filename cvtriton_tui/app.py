@@ -25,7 +25,6 @@ from textual.binding import Binding
 from textual.worker import NoActiveWorker, Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
 
 from cvtriton_core.errors import UserError
-from cvtriton_core.events import Event, Progress, StepFailed
 from cvtriton_core.redact import redact
 from cvtriton_tui.messages import PipelineEvent, RunEnded, StepsChanged
 from cvtriton_tui.screens import choices, freshness
@@ -189,6 +188,7 @@ class WizardApp(App[int]):
 
     @work(group="pipeline", exclusive=True, exit_on_error=False, name="pipeline", description="Run")
     async def _drive(self, run_id: int, steps: list[Any], run: Any, pane: Any, target: str) -> None:
+        from cvtriton_core.events import StepFailed
         from cvtriton_core.pipeline import run_steps
 
         ok, cancelled = True, False
@@ -257,8 +257,9 @@ class WizardApp(App[int]):
     def record_note(self, text: str) -> None:
         self.session_log.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} wizard  {redact(text)}")
 
-    def _record(self, event: Event) -> None:
+    def _record(self, event: Any) -> None:
         from cvtriton_core.event_text import describe_event
+        from cvtriton_core.events import Progress, StepFailed
 
         line = describe_event(event)
         text = line.plain if line is not None else ""

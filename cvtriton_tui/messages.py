@@ -8,17 +8,18 @@ ignore events from a run it no longer shows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from cvtriton_core.events import Event
+if TYPE_CHECKING:
+    from cvtriton_core.events import Event
 
 
 class PipelineEvent(Message, bubble=False):
     """One core event (StepStarted, Progress, LogLine, StepFinished, StepFailed) for the pane that started the run."""
 
-    def __init__(self, event: Event, run_id: int) -> None:
+    def __init__(self, event: "Event", run_id: int) -> None:
         super().__init__()
         self.event = event
         self.run_id = run_id

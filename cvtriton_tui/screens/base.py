@@ -17,15 +17,16 @@ from textual.reactive import var
 from textual.widgets import Button, Static
 from textual.worker import Worker
 
-from cvtriton_core.events import Event
 from cvtriton_tui.messages import PipelineEvent, RunEnded
 from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.state import STEP_TITLES, WizardState
-from cvtriton_tui.widgets.event_log import EventLog
-from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
 if TYPE_CHECKING:
+    from cvtriton_core.events import Event
     from cvtriton_tui.app import WizardApp
+
+# Queried by type name, so the Settings pane (the first paint) does not import the log and progress widgets.
+PROGRESS_PANELS, EVENT_LOGS = "ProgressPanel", "EventLog"
 
 
 class StepPane(VerticalScroll):
@@ -43,6 +44,7 @@ class StepPane(VerticalScroll):
     def __init__(self) -> None:
         super().__init__(id=self.step_id, classes="pane")
         self.run_id: int | None = None
+        self.ready = False     # mounted and set up: safe to use
         self.display = False   # the ContentSwitcher shows the current one (panes may mount after it ran)
 
     @property
@@ -69,6 +71,7 @@ class StepPane(VerticalScroll):
             self.setup()
             self.sync_buttons()
             self.show_freshness()
+            self.ready = True
         except NoMatches:
             if self.is_attached and self.app.is_running and not self.app._exit:
                 raise
@@ -145,12 +148,12 @@ class StepPane(VerticalScroll):
     def show_cancelled(self, values: dict[str, Any]) -> None:
         """The run was cancelled (F8, or quitting): its progress rows stop and say so, and the log says
         what, if anything, goes on without us."""
-        running = [name for panel in self.query(ProgressPanel) for name, status in panel.statuses().items()
-                   if status == "running"]
+        panels: list[Any] = list(self.query(PROGRESS_PANELS))
+        running = [name for panel in panels for name, status in panel.statuses().items() if status == "running"]
         after = self.after_cancel(running, values)
-        for panel in self.query(ProgressPanel):
+        for panel in panels:
             panel.cancel_running(f"cancelled — {after}")
-        log = next(iter(self.query(EventLog)), None)
+        log: Any = next(iter(self.query(EVENT_LOGS)), None)
         if log is not None:
             log.note(f"■ cancelled — {after}", style="yellow")
         self.wizard.record_note(f"{STEP_TITLES[self.step_id]} cancelled: {after}")
@@ -166,7 +169,7 @@ class StepPane(VerticalScroll):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.wizard.worker_state_changed(event)   # workers report to the node that started them
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event: "Event") -> None:
         """Render one core event of this pane's run."""
 
     def run_finished(self, ok: bool, cancelled: bool) -> None:

@@ -19,8 +19,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.events import Resize
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, Footer, Header, Static
+from textual.worker import Worker
 
 from cvtriton_tui.messages import GotoStep, StepsChanged
 from cvtriton_tui.screens import freshness
@@ -75,16 +77,38 @@ class MainScreen(Screen):
         self._panes_in = asyncio.Event()
         self.refresh_steps()
         self.show(self.state.current)
-        self.call_after_refresh(self._mount_other_panes)
+        # a worker, not a callback: it waits for frames, which this screen paints only while it is free
+        self.call_after_refresh(lambda: self.run_worker(self._mount_other_panes(), group="build",
+                                                        exit_on_error=False, description="Building the wizard"))
 
     async def _mount_other_panes(self) -> None:
+        """After the first paint: the Settings step's body, painted, then the other panes one per frame (the
+        wizard answers keys in between)."""
         self._panes_started = True
         try:
-            if self.is_attached and not self.app._exit:     # not quit before the first frame was done
-                switcher = self.query_one(ContentSwitcher)
-                await switcher.mount_all([build_pane(step) for step in PANES if step != self.state.current])
+            if self.has_pane("settings") and self._still_open():
+                await self.pane("settings").complete()  # type: ignore[attr-defined]
+            for step in PANES:
+                await self._next_frame()
+                if not self._still_open():
+                    return
+                if step != self.state.current and not self.has_pane(step):
+                    await self.query_one(ContentSwitcher).mount(build_pane(step))
         finally:
             self._panes_in.set()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.worker_state_changed(event)  # type: ignore[attr-defined]  # workers report to their node
+
+    def _still_open(self) -> bool:
+        return self.is_attached and not self.app._exit
+
+    async def _next_frame(self) -> None:
+        """Return once the screen has been refreshed (a refresh is asked for, so one comes)."""
+        painted = asyncio.get_running_loop().create_future()
+        self.call_after_refresh(lambda: painted.done() or painted.set_result(None))
+        self.refresh()
+        await painted
 
     async def panes_mounted(self) -> None:
         """Wait until the panes mounted after the first paint are in (the app waits before shutting down);
@@ -103,7 +127,8 @@ class MainScreen(Screen):
         return self.query_one(f"#{step}", StepPane)
 
     def has_pane(self, step: str) -> bool:
-        return bool(list(self.query(f"#{step}").results(StepPane)))
+        """Is the step's pane mounted and set up (the panes after the first are built after the first paint)?"""
+        return any(pane.ready for pane in self.query(f"#{step}").results(StepPane))
 
     def current_pane(self) -> StepPane:
         return self.pane(self.state.current)
@@ -237,6 +262,8 @@ class MainScreen(Screen):
         if message.step != self.state.current:
             self.go(message.step)
 
-    def target_changed(self) -> None:
+    def on_settings_pane_target_changed(self, message: Message) -> None:
+        """The user switched target on the Settings step: other steps, each target with its own marks."""
+        message.stop()
         self.refresh_steps()
         self.show(self.state.current)

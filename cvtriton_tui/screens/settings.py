@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from itertools import groupby
+from typing import Any, Iterator
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, RadioSet, Static, Switch
 
 from cvtriton_core.errors import UserError
@@ -29,6 +31,7 @@ from cvtriton_tui.widgets.setting_field import SettingField, field_problem
 
 SERVICE_OF_GROUP = {"Azure ML": "azureml", "Custom Vision resource": "customvision", "Triton": "triton"}
 SERVICE_TITLES = {"azureml": "Azure ML", "customvision": "Custom Vision", "triton": "local Triton"}
+GROUPS = [(group, tuple(variables)) for group, variables in groupby(VARIABLES, key=lambda v: v.group)]
 
 
 class SettingsPane(StepPane):
@@ -53,36 +56,60 @@ class SettingsPane(StepPane):
             super().__init__()
             self.target = target
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._complete = asyncio.Event()
+        self._completing = False
+
     def compose(self) -> ComposeResult:
-        state = self.state
         yield self.heading()
+        yield Vertical(id="settings-body")       # filled right after the first paint (see ``complete``)
+
+    def _body(self) -> Iterator[Widget]:
+        state = self.state
         yield Static("", id="env-file")
-        with RadioSet(id="target", compact=True):
-            yield MarkedRadioButton("Azure — Custom Vision project → Triton on an Azure ML endpoint",
-                                    value=state.target == "azure", id="target-azure")
-            yield MarkedRadioButton("Local — serve an exported model (or the sample) in Triton on this machine; "
-                                    "no Azure", value=state.target == "local", id="target-local")
-        with Horizontal(id="reveal-row"):
-            yield Switch(value=state.reveal_secrets, id="reveal")
-            yield Label("Show secrets (Ctrl+R)", id="reveal-label")
-        for group, variables in groupby(VARIABLES, key=lambda v: v.group):
-            service = SERVICE_OF_GROUP.get(group)
-            with Horizontal(classes="group-head"):
-                yield Label(Text(group, style="bold"), classes="group-title")
-                if service:
-                    yield Button(f"Check {SERVICE_TITLES[service]}", id=f"check-{service}", compact=True)
-            if service:
-                yield Label("", id=f"status-{service}", classes="check-status")
-            for var in variables:
-                yield SettingField(var, state.value(var.name), target=state.target, reveal=state.reveal_secrets)
-        with Horizontal(classes="buttons"):
-            yield Button("Save (Ctrl+S)", id="save", variant="primary")
-            yield Button("Reload from file", id="reload")
+        yield RadioSet(
+            MarkedRadioButton("Azure — Custom Vision project → Triton on an Azure ML endpoint",
+                              value=state.target == "azure", id="target-azure"),
+            MarkedRadioButton("Local — serve an exported model (or the sample) in Triton on this machine; no Azure",
+                              value=state.target == "local", id="target-local"),
+            id="target", compact=True)
+        yield Horizontal(Switch(value=state.reveal_secrets, id="reveal"), Label("Show secrets (Ctrl+R)", id="reveal-label"),
+                         id="reveal-row")
+        for group, variables in GROUPS:
+            yield from self._group(group, variables)
+        yield Horizontal(Button("Save (Ctrl+S)", id="save", variant="primary"), Button("Reload from file", id="reload"),
+                         classes="buttons")
+
+    def _group(self, group: str, variables: tuple[Any, ...]) -> Iterator[Widget]:
+        state = self.state
+        service = SERVICE_OF_GROUP.get(group)
+        check = [Button(f"Check {SERVICE_TITLES[service]}", id=f"check-{service}", compact=True)] if service else []
+        yield Horizontal(Label(Text(group, style="bold"), classes="group-title"), *check, classes="group-head")
+        if service:
+            yield Label("", id=f"status-{service}", classes="check-status")
+        for var in variables:
+            yield SettingField(var, state.value(var.name), target=state.target, reveal=state.reveal_secrets)
 
     def setup(self) -> None:
-        self._show_file()
-        for field in self.query(SettingField):
-            field.validate_value()
+        self.call_after_refresh(self.complete)
+
+    async def complete(self) -> None:
+        """Build the step's body: the file, the target, every settings group (once; callers wait until it is
+        in). The first paint shows the wizard with this step's heading; its ~100 widgets — 19 inputs — come
+        one frame later: building them first made the wizard's first paint twice as slow as a bare Textual
+        app's, and nothing can be typed in that time anyway."""
+        if self._completing:
+            await self._complete.wait()
+            return
+        self._completing = True
+        try:
+            await self.query_one("#settings-body", Vertical).mount_all(list(self._body()))
+            self._show_file()
+            for field in self.query(SettingField):
+                field.validate_value()
+        finally:
+            self._complete.set()
 
     def _show_file(self) -> None:
         text = Text(f"Settings file: {self.state.env_file}")

@@ -15,7 +15,7 @@ from cvtriton_standins.customvision_emulator import CustomVisionEmulator
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.error_modal import ErrorModal
 
-from .conftest import PREDICTION_KEY, SIZE, TEST_SECRETS, TRAINING_KEY, env_text, wait_for
+from .conftest import PREDICTION_KEY, SIZE, TEST_SECRETS, TRAINING_KEY, env_text, started, wait_for
 
 SNAPSHOTS = Path(__file__).parent / "__snapshots__"
 
@@ -50,7 +50,7 @@ async def test_a_failure_quoting_a_key_is_masked_everywhere(in_tmp: Path, emulat
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("ctrl+r", "ctrl+r")                   # reveal, then mask again
         app.goto("project")                                     # listing the projects fails, quoting the URL
         await wait_for(pilot, lambda: app.state.current == "project", 5, "the Project step")

@@ -21,7 +21,7 @@ from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
 from cvtriton_tui.widgets.step_list import StepList
 
-from .conftest import SIZE, TRAINING_KEY, env_text, tritonservers_for, wait_for
+from .conftest import SIZE, TRAINING_KEY, env_text, started, tritonservers_for, wait_for
 
 AZURE = dict(AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000001", AZUREML_RESOURCE_GROUP="rg-test",
              AZUREML_WORKSPACE="ws-test", AZURE_LOCATION="westeurope", VISION_PROJECT_NAME="shapes",
@@ -58,7 +58,7 @@ async def test_a_failed_package_makes_the_local_test_outdated_and_unreachable(lo
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await package_sample(pilot, app)
         app.goto("local-test")
         await wait_for(pilot, lambda: app.state.current == "local-test", 10, "the Local test step")
@@ -105,7 +105,7 @@ async def test_a_failed_package_makes_the_local_test_outdated_and_unreachable(lo
 async def test_a_setting_a_step_read_makes_it_outdated_until_it_is_back(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await package_sample(pilot, app)
         assert marks(app)["package"] == "✔"
         app.goto("settings")
@@ -139,7 +139,7 @@ async def test_a_result_older_than_the_step_it_used_is_outdated_after_a_restart(
 async def test_each_target_keeps_its_own_marks(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await package_sample(pilot, app)
         app.action_switch_target()
         await pilot.pause()
@@ -164,7 +164,7 @@ async def test_cancelling_training_says_it_goes_on_remotely(in_tmp: Path, slow_e
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.goto("project")
         await wait_for(pilot, lambda: app.state.project is not None, 30, "the project from the settings")
         app.goto("train")
@@ -205,7 +205,7 @@ async def test_cancelling_the_local_triton_start_ends_the_row(local_env: Path) -
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await package_sample(pilot, app)
         app.goto("local-test")
         await wait_for(pilot, lambda: app.state.current == "local-test", 10, "the Local test step")
@@ -229,7 +229,7 @@ async def test_quitting_with_unsaved_settings_asks_and_cancel_keeps_the_wizard(l
     before = local_env.read_text()
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.main.pane("settings").query_one("#input-AZURE_LOCATION", Input).value = "northeurope"
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 5, "the unsaved question")
@@ -247,7 +247,7 @@ async def test_quitting_with_unsaved_settings_asks_and_cancel_keeps_the_wizard(l
 async def test_quitting_with_unsaved_settings_can_save_them(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.main.pane("settings").query_one("#input-AZURE_LOCATION", Input).value = "northeurope"
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 5, "the unsaved question")
@@ -260,7 +260,7 @@ async def test_ctrl_s_saves_what_the_field_holds_even_before_its_change_message_
     key = "0123456789abcdefABCDEF0123456789"
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         field = app.main.pane("settings").query_one("#input-VISION_TRAINING_KEY", Input)
         field.focus()
         await pilot.press(*key[:-1])                       # a burst of typing, without pauses
@@ -279,7 +279,7 @@ async def test_choices_survive_a_restart(local_env: Path) -> None:
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.goto("model")
         await wait_for(pilot, lambda: app.state.current == "model", 5, "the Model step")
         model = app.main.pane("model")
@@ -300,7 +300,7 @@ async def test_choices_survive_a_restart(local_env: Path) -> None:
 
     again = WizardApp(Path(".env"), workdir)
     async with again.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await wait_for(pilot, lambda: again.main.has_pane("train"), 10, "the panes")
         assert again.state.model_choice == "path" and again.state.model_path == "my-export.zip"
         assert again.main.pane("model").query_one("#model-path", Input).value == "my-export.zip"
@@ -323,7 +323,7 @@ async def test_an_invalid_endpoint_name_warns_on_save_and_blocks_only_deploy(in_
         app.notify = lambda message, **kw: (notes.append(f"{kw.get('title', '')}: {message}"),  # type: ignore
                                             notify(message, **kw))[1]
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await started(pilot)
             app.main.pane("settings").query_one("#input-ENDPOINT_NAME", Input).value = "9 bad"
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: "ENDPOINT_NAME=" in env.read_text() and "9 bad" in env.read_text(), 10,
@@ -340,7 +340,7 @@ async def test_an_invalid_endpoint_name_warns_on_save_and_blocks_only_deploy(in_
 async def test_a_check_result_is_cleared_when_its_value_is_edited(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         pane = app.main.pane("settings")
         pane.check("triton")
         status = pane.query_one("#status-triton", Label)
