@@ -259,13 +259,12 @@ class WizardApp(App[int]):
 
     def _record(self, event: Any) -> None:
         from cvtriton_core.event_text import describe_event
-        from cvtriton_core.events import Progress, StepFailed
+        from cvtriton_core.events import StepFailed
 
         line = describe_event(event)
         text = line.plain if line is not None else ""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
-        kind = "progress" if isinstance(event, Progress) else event.kind
-        self.session_log.append(f"{stamp} {event.step:<12} {kind:<8} {redact(text)}")
+        self.session_log.append(f"{stamp} {event.step:<12} {event.kind:<8} {redact(text)}")   # kind: a column label
         if isinstance(event, StepFailed) and event.details:
             self.session_log.extend("    " + l for l in redact(event.details).splitlines())
 
