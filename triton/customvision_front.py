@@ -35,7 +35,8 @@ own kept-alive connection to Triton), request bodies bounded.
 
     python3 customvision_front.py --document /models/m_image/customvision.json --triton 127.0.0.1:8000 --port 8080
 
-``--port 0`` picks a free port; the first line on stdout says where it listens.
+(the image's port is ``image_context.CUSTOMVISION_PORT``); ``--port 0`` picks a free port; the first line
+on stdout says where it listens.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
-#: The port the front listens on in the image; Azure ML's liveness, readiness and scoring routes point here.
-DEFAULT_PORT = 8080
 API_PREFIX = "/customvision/"
 #: The prediction API versions answered (v3.1 adds ``tagType`` to each prediction).
 API_VERSIONS = ("3.0", "3.1")
@@ -86,6 +85,19 @@ _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "prox
                          "trailers", "transfer-encoding", "upgrade", "host", "content-length", "expect"))
 
 
+def route_path(project: str, task: str, published_name: str, *, nostore: bool = False, version: str = "3.0") -> str:
+    """The path an app posts its image to, as the Custom Vision documentation writes it."""
+    from urllib.parse import quote
+
+    tail = "/image/nostore" if nostore else "/image"
+    return f"/customvision/v{version}/Prediction/{project}/{task}/iterations/{quote(published_name, safe='')}{tail}"
+
+
+def served_name(publish_name: str, model: str) -> str:
+    """The published name the front answers for: the source iteration's, else the model's name."""
+    return publish_name or model
+
+
 class FrontError(Exception):
     """A request answered with a Custom Vision error body."""
 
@@ -111,7 +123,7 @@ class Target:
             self.batched = int(document["max_batch_size"]) > 0
             self.project = str(uuid.UUID(str(ids["project"])))
             self.iteration = str(ids["iteration"])
-            self.published_name = str(ids.get("publishName") or "") or self.model
+            self.published_name = served_name(str(ids.get("publishName") or ""), self.model)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an image-ensemble ids document ({type(exc).__name__}: {exc})") from None
         if self.task not in ("classify", "detect"):
@@ -123,12 +135,7 @@ class Target:
             return cls(json.load(handle))
 
     def route(self, *, nostore: bool = False, version: str = "3.0") -> str:
-        """The path an app posts its image to (as the documentation writes it)."""
-        from urllib.parse import quote
-
-        tail = "/image/nostore" if nostore else "/image"
-        return (f"/customvision/v{version}/Prediction/{self.project}/{self.task}/iterations/"
-                f"{quote(self.published_name, safe='')}{tail}")
+        return route_path(self.project, self.task, self.published_name, nostore=nostore, version=version)
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -521,7 +528,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "(<repository>/<model>_image/customvision.json)")
     parser.add_argument("--triton", type=_host_port, default=("127.0.0.1", 8000), help="Triton's HTTP HOST:PORT")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on (0: any free one)")
     parser.add_argument("--quiet", action="store_true", help="do not log failed requests")
     args = parser.parse_args(argv)
     try:
