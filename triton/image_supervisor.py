@@ -29,6 +29,18 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
+def _name(child: subprocess.Popen) -> str:
+    """The program and, for an interpreter, its script: "tritonserver", "python3 /opt/.../front.py"."""
+    args = list(child.args)
+    return " ".join(args[:2]) if args and os.path.basename(args[0]).startswith("python") and len(args) > 1 \
+        else args[0]
+
+
+def _shell_status(code: int) -> int:
+    """A child's status as a shell reports it: killed by signal N gives 128+N."""
+    return code if code >= 0 else 128 - code
+
+
 def split_commands(argv: List[str]) -> List[List[str]]:
     commands: List[List[str]] = [[]]
     for arg in argv:
@@ -92,7 +104,7 @@ class Supervisor:
                 self._wait_all(time.monotonic() + self.grace_s)
                 return 127
             self.children[child.pid] = child
-            _say(f"started {' '.join(command[:2])} (pid {child.pid})")
+            _say(f"started {_name(child)} (pid {child.pid})")
         first: Optional[subprocess.Popen] = None
         while first is None:
             reaped = self._reap(block=True)
@@ -102,22 +114,22 @@ class Supervisor:
             if child is not None:
                 first = child
         if first is not None and self.stopping is None:
-            _say(f"{first.args[0]} (pid {first.pid}) exited with status {first.returncode}: stopping the others")
+            _say(f"{_name(first)} (pid {first.pid}) exited with status {first.returncode}: stopping the others")
         self._signal_all(signal.SIGTERM)
         self._wait_all(time.monotonic() + self.grace_s)
         if self.stopping is not None:
             failed = [c for c in self.children.values() if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
-            return 0 if not failed else (failed[0].returncode if failed[0].returncode > 0 else 1)
+            return _shell_status(failed[0].returncode) if failed else 0
         code = first.returncode if first is not None else 1
         if code is None or code == 0:
             return 1                              # it was not asked to stop: for the platform this is a failure
-        return code if code > 0 else 128 - code   # killed by signal N: 128+N, as a shell reports it
+        return _shell_status(code)
 
     def _wait_all(self, deadline: float) -> None:
         while self._running():
             if time.monotonic() >= deadline:
                 for child in self._running():
-                    _say(f"{child.args[0]} (pid {child.pid}) did not stop in {self.grace_s:.0f} s: killing it")
+                    _say(f"{_name(child)} (pid {child.pid}) did not stop in {self.grace_s:.0f} s: killing it")
                     try:
                         child.kill()
                     except ProcessLookupError:
