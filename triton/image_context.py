@@ -217,7 +217,7 @@ def pillow_command(front: FrontSpec) -> str:
     """Shell for the Pillow layer: keep the base's Pillow, else install the pinned one (from the context's
     wheels when given — no index then — else from the package index, through Docker's configured proxy)."""
     source = (f"--no-index --find-links {WHEELS_DIR}" if front.wheels else "")
-    install = ("PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir --disable-pip-version-check "
+    install = ("PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --no-cache-dir --disable-pip-version-check "
                + (source + " " if source else "") + f'"{pillow_requirement()}"')
     hint = ("set IMAGE_PIP_WHEELS to a folder with a Pillow wheel for this image's Python" if not front.wheels
             else "check that IMAGE_PIP_WHEELS holds a Pillow wheel for this image's Python and platform")

@@ -23,8 +23,8 @@ from msrest.authentication import ApiKeyCredentials
 
 from cvtriton_core.events import LogLine
 from cvtriton_core.steps import local_target   # (TestModel imported by name would be collected by pytest)
-from cvtriton_core.steps.image_steps import WORKDIR_LABEL, BuildImage, PackageImage, RunImage
-from cvtriton_triton.image_context import CUSTOMVISION_PORT, HTTP_PORT
+from cvtriton_core.steps.image_steps import CONTAINER_LABEL, WORKDIR_LABEL, BuildImage, PackageImage, RunImage
+from cvtriton_triton.image_context import CUSTOMVISION_PORT, HTTP_PORT, pillow_version
 from cvtriton_triton.infer_client import TritonHttpClient
 from cvtriton_triton.model_repository import read_model_info
 from cvtriton_triton.postprocess import predictions
@@ -93,6 +93,16 @@ def same(served, wanted) -> None:
                                        atol=1e-4)
 
 
+def python_in(docker_api, image: str, code: str) -> int:
+    """Exit status of ``python3 -c code`` in a throw-away container of ``image``."""
+    container = docker_api.create_container(image, ["python3", "-c", code], labels={CONTAINER_LABEL: "probe"})
+    try:
+        docker_api.start(container)
+        return docker_api.wait(container, timeout=60)["StatusCode"]
+    finally:
+        docker_api.remove_container(container, force=True)
+
+
 def sdk(url: str) -> CustomVisionPredictionClient:
     return CustomVisionPredictionClient(f"http://{url}", ApiKeyCredentials(in_headers={"Prediction-key": KEY}))
 
@@ -109,9 +119,12 @@ async def test_sdk_against_the_container(kind, tmp_path, standin_base, workspace
     events = await kit.collect([PackageImage(), BuildImage()], work.run())
     assert not kit.failures(events), [e.message for e in kit.failures(events)]
     build = kit.result_of(events, "build")
-    # Pillow came from the wheel in the context, into an image whose base has none
+    # Pillow comes from the wheel in the context (the build has no network), into an image whose base has none
+    pillow_step = next(s for s in build.steps if s.instruction.startswith("RUN python3 -c \"import PIL\""))
     build_lines = [e.line for e in events if isinstance(e, LogLine) and e.step == "build"]
-    assert any(line.startswith("Pillow ") and "for Python 3.11" in line for line in build_lines), build_lines[-20:]
+    assert pillow_step.cached or any(f"Pillow {pillow_version()} for Python 3.11" in line for line in build_lines)
+    assert python_in(docker_api, standin_base, "import PIL") != 0
+    assert python_in(docker_api, build.image_id, "import PIL; assert PIL.__version__ == %r" % pillow_version()) == 0
     config = docker_api.inspect_image(build.image_id)["Config"]
     assert f"{CUSTOMVISION_PORT}/tcp" in config["ExposedPorts"]
     assert config["Labels"]["io.cvtriton.scoring.port"] == str(CUSTOMVISION_PORT)
