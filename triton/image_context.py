@@ -13,8 +13,8 @@ When the repository holds the model's image ensemble (``<m>_image``, see ``ensem
 serves the Custom Vision prediction route and needs Pillow for the ensemble's python steps:
 
     FROM <base>
-    [COPY pip-wheels]      only with IMAGE_PIP_WHEELS: Pillow wheels, so the build needs no network
-    RUN <Pillow>           kept when the base has Pillow, else ``pip install pillow==<this tool's Pillow>``
+    COPY pillow            the Pillow installer, + IMAGE_PIP_WHEELS' Pillow wheels (then no network needed)
+    RUN install-pillow.sh  kept when the base has Pillow, else ``pip install pillow==<this tool's Pillow>``
     COPY cvtriton          the front (``customvision_front``) and ``image_supervisor``, standard library only
     EXPOSE, CMD            + the front's port; CMD = the supervisor running tritonserver and the front
     COPY model_repository  the model and its three ensemble entries
@@ -76,8 +76,9 @@ ENSEMBLE_LABEL = f"{LABEL_PREFIX}customvision.ensemble"
 FRONT_DIR = "/opt/cvtriton"                  # the front and the supervisor in the image
 CONTEXT_FRONT = "cvtriton"                   # the folder in the context copied to FRONT_DIR
 FRONT_MODULES = ("customvision_front", "image_supervisor")   # standard library only: the image's python3 runs them
-CONTEXT_WHEELS = "pip-wheels"                # IMAGE_PIP_WHEELS' Pillow wheels, copied to WHEELS_DIR
-WHEELS_DIR = f"{FRONT_DIR}/pip-wheels"
+CONTEXT_PILLOW = "pillow"                    # the Pillow installer (+ IMAGE_PIP_WHEELS' wheels), copied to PILLOW_DIR
+PILLOW_DIR = f"{FRONT_DIR}/pillow"
+PILLOW_SCRIPT = "install-pillow.sh"
 
 
 @functools.lru_cache(maxsize=None)
@@ -213,19 +214,37 @@ def image_command(front: FrontSpec | None) -> list[str]:
             f"--port={CUSTOMVISION_PORT}"]
 
 
-def pillow_command(front: FrontSpec) -> str:
-    """Shell for the Pillow layer: keep the base's Pillow, else install the pinned one (from the context's
-    wheels when given — no index then — else from the package index, through Docker's configured proxy)."""
-    source = (f"--no-index --find-links {WHEELS_DIR}" if front.wheels else "")
-    install = ("PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --no-cache-dir --disable-pip-version-check "
-               + (source + " " if source else "") + f'"{pillow_requirement()}"')
-    hint = ("set IMAGE_PIP_WHEELS to a folder with a Pillow wheel for this image's Python" if not front.wheels
-            else "check that IMAGE_PIP_WHEELS holds a Pillow wheel for this image's Python and platform")
-    failed = (f'{{ echo "cvtriton: Pillow (needed by the image ensemble) is not in the base image and pip could '
-              f'not install {pillow_requirement()}: {hint}, or give the build access to a package index" >&2; '
-              f'exit 1; }}')
-    check = 'python3 -c "import PIL, sys; print(\'Pillow\', PIL.__version__, \'for Python\', sys.version.split()[0])"'
-    return f'python3 -c "import PIL" 2>/dev/null \\\n    || {install} \\\n    || {failed} \\\n    && {check}'
+#: Run by the Pillow layer as ``sh install-pillow.sh pillow==X``: keeps the base's Pillow, else installs the pinned
+#: one — from the wheels beside it when there are any (no index: no network needed), else from the package
+#: index (through the proxy Docker's client passes to builds). A failure's first line of output names the fix
+#: (a failed build quotes the step's last lines); its messages go to stdout, which the build log shows plain.
+PILLOW_INSTALLER = """\
+#!/bin/sh
+# Written by cvtriton-tui: adds Pillow, which the image ensemble's python steps need, unless the base has it.
+set -u
+requirement="$1"
+here=$(dirname "$0")
+if python3 -c "import PIL" 2>/dev/null; then
+    python3 -c "import PIL, sys; print('Pillow', PIL.__version__, 'already in the base image, Python', sys.version.split()[0])"
+    exit 0
+fi
+if ls "$here"/*.whl >/dev/null 2>&1; then
+    source="--no-index --find-links $here"
+    fix="IMAGE_PIP_WHEELS must hold its wheel for this image's Python and platform"
+else
+    source=""
+    fix="set IMAGE_PIP_WHEELS to a folder with its wheel, or let the build reach a package index"
+fi
+# shellcheck disable=SC2086
+if ! PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --no-cache-dir \\
+        --disable-pip-version-check $source "$requirement" >/tmp/cvtriton-pip.log 2>&1; then
+    echo "cvtriton: cannot install $requirement (the image ensemble needs it): $fix"
+    tail -n 3 /tmp/cvtriton-pip.log
+    exit 1
+fi
+rm -f /tmp/cvtriton-pip.log
+python3 -c "import PIL, sys; print('Pillow', PIL.__version__, 'installed for Python', sys.version.split()[0])"
+"""
 
 
 def render_dockerfile(spec: ImageSpec, labels: Mapping[str, str], front: FrontSpec | None = None) -> str:
@@ -241,9 +260,8 @@ def render_dockerfile(spec: ImageSpec, labels: Mapping[str, str], front: FrontSp
     if front is not None:
         lines += [f"# Port {CUSTOMVISION_PORT} serves the Custom Vision prediction route (POST {front.route})",
                   "# and proxies Triton's /v2 API: point a deployment's routes at it. Pillow is for the ensemble."]
-        if front.wheels:
-            lines.append(f"COPY {CONTEXT_WHEELS}/ {WHEELS_DIR}/")
-        lines += [f"RUN {pillow_command(front)}", f"COPY {CONTEXT_FRONT}/ {FRONT_DIR}/"]
+        lines += [f"COPY {CONTEXT_PILLOW}/ {PILLOW_DIR}/", f'RUN sh {PILLOW_DIR}/{PILLOW_SCRIPT} "{pillow_requirement()}"',
+                  f"COPY {CONTEXT_FRONT}/ {FRONT_DIR}/"]
     lines += [f"EXPOSE {' '.join(str(p) for p in exposed_ports(front))}", f"CMD {command}",
               f"COPY {CONTEXT_REPOSITORY}/ {MODELS_DIR}/", f"LABEL {label_lines}"]
     return "\n".join(lines) + "\n"
@@ -338,11 +356,12 @@ def pillow_wheels(folder: Path) -> tuple[Path, ...]:
     return wheels
 
 
-def _front_members(front: FrontSpec) -> list[tuple[str, Path | None]]:
+def _front_members(front: FrontSpec) -> list[tuple[str, Path | bytes | None]]:
     here = Path(__file__).resolve().parent
-    members: list[tuple[str, Path | None]] = [(f"{CONTEXT_FRONT}/{name}.py", here / f"{name}.py")
-                                              for name in FRONT_MODULES]
-    members += [(f"{CONTEXT_WHEELS}/{wheel.name}", wheel) for wheel in front.wheels]
+    members: list[tuple[str, Path | bytes | None]] = [(f"{CONTEXT_FRONT}/{name}.py", here / f"{name}.py")
+                                                      for name in FRONT_MODULES]
+    members.append((f"{CONTEXT_PILLOW}/{PILLOW_SCRIPT}", PILLOW_INSTALLER.encode("utf-8")))
+    members += [(f"{CONTEXT_PILLOW}/{wheel.name}", wheel) for wheel in front.wheels]
     return members
 
 
@@ -362,7 +381,7 @@ def _members(folder: Path, arc_root: str) -> list[tuple[str, Path | None]]:
     return found
 
 
-def _tar_bytes(dockerfile: str, members: list[tuple[str, Path | None]]) -> bytes:
+def _tar_bytes(dockerfile: str, members: list[tuple[str, Path | bytes | None]]) -> bytes:
     buffer = io.BytesIO()
     dirs: set[str] = set()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -375,7 +394,7 @@ def _tar_bytes(dockerfile: str, members: list[tuple[str, Path | None]]) -> bytes
                     dirs.add(folder)
                     _add(tar, folder, None)
             if source is not None:
-                _add(tar, arcname, source.read_bytes())
+                _add(tar, arcname, source if isinstance(source, bytes) else source.read_bytes())
     return buffer.getvalue()
 
 
@@ -394,7 +413,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-def _replace_folder(target: Path, dockerfile: str, members: list[tuple[str, Path | None]]) -> None:
+def _replace_folder(target: Path, dockerfile: str, members: list[tuple[str, Path | bytes | None]]) -> None:
     """Write the context folder beside ``target``, then swap it in (readers never see half of it)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -406,7 +425,10 @@ def _replace_folder(target: Path, dockerfile: str, members: list[tuple[str, Path
                 copy.mkdir(parents=True, exist_ok=True)
                 continue
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, copy)
+            if isinstance(source, bytes):
+                copy.write_bytes(source)
+            else:
+                shutil.copyfile(source, copy)
         retired = None
         if target.exists():
             retired = target.with_name(f".{target.name}.retired-{os.getpid()}")

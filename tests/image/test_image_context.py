@@ -202,14 +202,15 @@ def test_ensemble_image_layers_command_and_labels(ensemble_dir, tmp_path):
     context = write_build_context(ensemble_dir, tmp_path / "out", spec())
     dockerfile = context.dockerfile
     # Pillow and the front before anything model-specific; the model's COPY is still the last layer
-    assert instructions(dockerfile) == ["FROM", "RUN", "COPY", "EXPOSE", "CMD", "COPY", "LABEL"]
+    assert instructions(dockerfile) == ["FROM", "COPY", "RUN", "COPY", "EXPOSE", "CMD", "COPY", "LABEL"]
     assert dockerfile.splitlines()[4] == f"FROM {DEFAULT_BASE_IMAGE}"
+    assert "COPY pillow/ /opt/cvtriton/pillow/\n" in dockerfile
+    assert f'RUN sh /opt/cvtriton/pillow/install-pillow.sh "{pillow_requirement()}"\n' in dockerfile
     assert "COPY cvtriton/ /opt/cvtriton/\n" in dockerfile
     assert f"EXPOSE 8000 8001 8002 {CUSTOMVISION_PORT}\n" in dockerfile
-    run = dockerfile.split("RUN ", 1)[1].split("\nCOPY", 1)[0]
-    assert run.startswith('python3 -c "import PIL" 2>/dev/null')
-    assert f'python3 -m pip install --no-cache-dir --disable-pip-version-check "{pillow_requirement()}"' in run
-    assert "PIP_BREAK_SYSTEM_PACKAGES=1" in run and "--no-index" not in run
+    installer = (context.folder / "pillow" / "install-pillow.sh").read_text()
+    assert 'python3 -c "import PIL"' in installer and "PIP_BREAK_SYSTEM_PACKAGES=1" in installer
+    assert [f for f in context.files if f.startswith("pillow/")] == ["pillow/install-pillow.sh"]   # no wheels
     cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
     assert cmd[:2] == ["python3", "/opt/cvtriton/image_supervisor.py"]
     server, front = cmd[2:cmd.index("::")], cmd[cmd.index("::") + 1:]
@@ -249,10 +250,11 @@ def test_pillow_wheels_go_into_the_context_and_install_without_an_index(ensemble
     (wheels / "pillow-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl").write_bytes(b"another version: not copied")
     (wheels / "numpy-1.0-cp312-none-any.whl").write_bytes(b"not Pillow: not copied")
     context = write_build_context(ensemble_dir, tmp_path / "out", spec(pip_wheels=wheels))
-    assert instructions(context.dockerfile) == ["FROM", "COPY", "RUN", "COPY", "EXPOSE", "CMD", "COPY", "LABEL"]
-    assert "COPY pip-wheels/ /opt/cvtriton/pip-wheels/\n" in context.dockerfile
-    assert "--no-index --find-links /opt/cvtriton/pip-wheels" in context.dockerfile
-    assert [f for f in context.files if f.startswith("pip-wheels/")] == [f"pip-wheels/{wheel.name}"]
+    plain = write_build_context(ensemble_dir, tmp_path / "plain", spec())
+    assert context.dockerfile == plain.dockerfile        # the wheels change the context, not the Dockerfile
+    assert sorted(f for f in context.files if f.startswith("pillow/")) == ["pillow/install-pillow.sh",
+                                                                           f"pillow/{wheel.name}"]
+    assert '--no-index --find-links $here' in (context.folder / "pillow" / "install-pillow.sh").read_text()
 
 
 def test_pillow_wheels_folder_without_the_wheel_is_refused_before_writing(ensemble_dir, tmp_path):
