@@ -42,16 +42,17 @@ on stdout says where it listens.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
@@ -69,6 +70,8 @@ MAX_CONNECTIONS = 256                    # concurrent client connections; more g
 CLIENT_IDLE_TIMEOUT_S = 90.0             # an idle kept-alive client connection is closed after this
 UPSTREAM_TIMEOUT_S = 180.0               # Azure ML gives a request 180 s
 REGULAR_TAG = "Regular"                  # v3.1 ``tagType`` of every tag an export can hold
+MAX_LINE = 65536                         # request line / header line
+MAX_HEADERS = 100
 
 BAD_IMAGE = "BadRequestImageFormat"
 IMAGE_TOO_LARGE = "BadRequestImageSizeBytes"
@@ -213,32 +216,149 @@ def _with_tag_type(document: bytes) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+class HttpError(Exception):
+    """A malformed HTTP message (answered 400 and the connection closed)."""
+
+
+class Headers:
+    """HTTP headers as received (pairs, in order), looked up case-insensitively. Parsed by hand: the
+    standard library's parser goes through the ``email`` package, which costs more than the rest of a
+    forwarded request."""
+
+    __slots__ = ("pairs", "_lower")
+
+    def __init__(self, pairs: List[Tuple[str, str]]) -> None:
+        self.pairs = pairs
+        self._lower = {name.lower(): value for name, value in pairs}
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        return self._lower.get(name.lower(), default)
+
+    def items(self) -> List[Tuple[str, str]]:
+        return list(self.pairs)
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def read_headers(rfile: Any) -> Headers:
+    """Header lines up to the blank line (at most MAX_HEADERS lines of at most MAX_LINE bytes)."""
+    pairs: List[Tuple[str, str]] = []
+    while True:
+        line = rfile.readline(MAX_LINE + 1)
+        if not line:
+            raise ConnectionResetError("the peer closed the connection in the headers")
+        if len(line) > MAX_LINE:
+            raise HttpError("a header line is too long")
+        if line in (b"\r\n", b"\n"):
+            return Headers(pairs)
+        if len(pairs) >= MAX_HEADERS:
+            raise HttpError("too many header lines")
+        name, sep, value = line.decode("latin-1").partition(":")
+        if not sep or not _TOKEN.match(name):
+            raise HttpError(f"malformed header line {line[:60]!r}")
+        pairs.append((name, value.strip()))
+
+
+class _Response:
+    """An answer from Triton: status, headers and a body read by its framing (length, chunks or close)."""
+
+    def __init__(self, reader: Any, method: str) -> None:
+        line = reader.readline(MAX_LINE + 1)
+        if not line:
+            raise ConnectionResetError("Triton closed the connection")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise HttpError(f"not an HTTP answer: {line[:60]!r}")
+        self.status = int(parts[1])
+        self.reason = parts[2] if len(parts) > 2 else ""
+        self.headers = read_headers(reader)
+        self.reader = reader
+        self.reusable = (self.headers.get("Connection") or "").lower() != "close"
+        length = self.headers.get("Content-Length")
+        self.chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self.length: Optional[int] = 0
+        elif self.chunked:
+            self.length = None
+        elif length is not None:
+            self.length = int(length)
+        else:
+            self.length = None           # until Triton closes the connection
+            self.reusable = False
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def chunks(self) -> Any:
+        if self.length is not None:
+            data = self.reader.read(self.length)
+            if len(data) != self.length:
+                raise ConnectionResetError("Triton closed the connection mid-answer")
+            if data:
+                yield data
+        elif self.chunked:
+            while True:
+                size = int(self.reader.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.reader.readline(MAX_LINE).strip():    # trailers
+                        pass
+                    return
+                data = self.reader.read(size)
+                self.reader.readline(8)
+                if len(data) != size:
+                    raise ConnectionResetError("Triton closed the connection mid-answer")
+                yield data
+        else:
+            while True:
+                data = self.reader.read1(65536)
+                if not data:
+                    return
+                yield data
+
+
 class _Upstream:
-    """One kept-alive HTTP connection to Triton (per client connection, so per thread)."""
+    """One kept-alive HTTP/1.1 connection to Triton (per client connection, so per thread)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.conn: Optional[http.client.HTTPConnection] = None
+        self.sock: Optional[socket.socket] = None
+        self.reader: Any = None
+        self.host_header = f"{host}:{port}"
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def request(self, method: str, path: str, body: Optional[bytes],
-                headers: Dict[str, str]) -> http.client.HTTPResponse:
-        """Send one request; a kept-alive connection Triton has closed meanwhile is reopened once."""
-        for attempt in (0, 1):
-            fresh = self.conn is None
-            if fresh:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=UPSTREAM_TIMEOUT_S)
-                self.conn.connect()
-                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.sock is not None:
             try:
-                self.conn.request(method, path, body=body, headers=headers)
-                return self.conn.getresponse()
-            except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
-                    ConnectionResetError, ConnectionAbortedError):
+                self.reader.close()
+                self.sock.close()
+            finally:
+                self.sock = self.reader = None
+
+    def _connect(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), timeout=UPSTREAM_TIMEOUT_S)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb", buffering=65536)
+
+    def request(self, method: str, path: str, headers: List[Tuple[str, str]], body: Optional[bytes]) -> _Response:
+        """Send one request and read the answer's head; a kept-alive connection that Triton closed meanwhile
+        is reopened once (only when nothing of an answer came)."""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        for attempt in (0, 1):
+            fresh = self.sock is None
+            if fresh:
+                self._connect()
+            try:
+                if body and len(body) > 65536:
+                    self.sock.sendall(head)
+                    self.sock.sendall(body)
+                else:
+                    self.sock.sendall(head + (body or b""))
+                return _Response(self.reader, method)
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
                 self.close()
                 if fresh or attempt:
                     raise
@@ -247,8 +367,15 @@ class _Upstream:
                 raise
         raise AssertionError("unreachable")
 
+    def done(self, response: _Response) -> None:
+        """After the answer's body was read: keep the connection, unless Triton said it closes it."""
+        if not response.reusable:
+            self.close()
 
-class FrontServer(ThreadingHTTPServer):
+
+class FrontServer(socketserver.ThreadingTCPServer):
+    """One thread per client connection (``socketserver``'s threading server, as ``http.server``'s is)."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -280,10 +407,9 @@ class FrontServer(ThreadingHTTPServer):
             self.slots.release()
 
 
-class FrontHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"          # keep-alive
-    server_version = "cvtriton-customvision"
-    sys_version = ""
+class FrontHandler(socketserver.StreamRequestHandler):
+    """HTTP/1.1 with keep-alive: requests on one connection are answered in turn."""
+
     timeout = CLIENT_IDLE_TIMEOUT_S
     server: FrontServer
 
@@ -291,6 +417,7 @@ class FrontHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.upstream = _Upstream(*self.server.triton)
+        self.close_connection = False
 
     def finish(self) -> None:
         try:
@@ -298,25 +425,43 @@ class FrontHandler(BaseHTTPRequestHandler):
         finally:
             self.upstream.close()
 
+    def handle(self) -> None:
+        while not self.close_connection:
+            try:
+                self._one_request()
+            except (ConnectionError, socket.timeout, TimeoutError, OSError):
+                return           # the client went away or stayed idle: nothing to answer
+
+    def _one_request(self) -> None:
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            self.close_connection = True
+            return
+        if line in (b"\r\n", b"\n"):
+            return               # a stray empty line between requests (RFC 9112 allows ignoring it)
+        self.command, self.path, self.version = "", "", "HTTP/1.1"
+        parts = line.decode("latin-1").rstrip("\r\n").split()
+        try:
+            if len(line) > MAX_LINE or len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+                raise HttpError(f"malformed request line {line[:80]!r}")
+            self.command, self.path, self.version = parts
+            self.headers = read_headers(self.rfile)
+        except HttpError as exc:
+            self.close_connection = True
+            self._send(400, json.dumps({"error": str(exc)}).encode())
+            return
+        connection = (self.headers.get("Connection") or "").lower()
+        self.keep_alive_header = False
+        if "close" in connection:
+            self.close_connection = True
+        elif self.version == "HTTP/1.0":
+            self.close_connection = "keep-alive" not in connection
+            self.keep_alive_header = not self.close_connection
+        self.continue_pending = (self.headers.get("Expect") or "").lower() == "100-continue" \
+            and self.version == "HTTP/1.1"
+        self._dispatch()
+
     # ---- dispatch ---------------------------------------------------------------------------------
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
     def _dispatch(self) -> None:
         path = self.path.split("?", 1)[0]
         try:
@@ -328,8 +473,9 @@ class FrontHandler(BaseHTTPRequestHandler):
             if exc.close:
                 self.close_connection = True
             self._send(exc.status, error_body(exc.code, exc.message))
-        except (ConnectionError, socket.timeout, TimeoutError):
-            self.close_connection = True       # the client went away (or stalled): nothing to answer
+        except HttpError as exc:
+            self.close_connection = True
+            self._send(400, json.dumps({"error": str(exc)}).encode())
 
     # ---- the Custom Vision route ------------------------------------------------------------------
     def _predict(self, path: str) -> None:
@@ -356,7 +502,7 @@ class FrontHandler(BaseHTTPRequestHandler):
         if route.group("kind").lower() == "url":
             raise FrontError(400, NOT_SUPPORTED, "This endpoint takes image bytes: download the image and POST "
                              "it to .../image")
-        content_type = self.headers.get("Content-Type", "")
+        content_type = self.headers.get("Content-Type") or ""
         image = multipart_image(content_type, body) if content_type.lower().startswith("multipart/") else body
         if len(image) > MAX_IMAGE_BYTES:
             raise FrontError(400, IMAGE_TOO_LARGE, f"Image size too large: the prediction API takes images up to "
@@ -370,21 +516,23 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _forward(self, target: Target, image: bytes) -> bytes:
         body, header_length = _infer_body(target, image)
-        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(header_length)}
+        headers = [("Content-Type", "application/octet-stream"), ("Inference-Header-Content-Length", str(header_length))]
         try:
-            response = self.upstream.request("POST", f"/v2/models/{target.ensemble}/infer", body, headers)
+            response = self.upstream.request("POST", f"/v2/models/{target.ensemble}/infer", headers, body)
             data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+            self.upstream.done(response)
+        except (OSError, HttpError, ValueError) as exc:
+            self.upstream.close()
             raise FrontError(503, UNAVAILABLE, f"the model server is not reachable ({type(exc).__name__}); retry "
                              "shortly") from None
         if response.status == 200:
             try:
-                return _prediction_from(data, response.getheader("Inference-Header-Content-Length"), target.output)
+                return _prediction_from(data, response.headers.get("Inference-Header-Content-Length"), target.output)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise FrontError(500, PREDICTION_FAILED, f"unreadable answer from the model server: {exc}") from None
         try:
             text = str(json.loads(data).get("error", ""))
-        except ValueError:
+        except (ValueError, AttributeError):
             text = data.decode("utf-8", "replace")
         coded = coded_error(text)
         if coded:
@@ -398,44 +546,45 @@ class FrontHandler(BaseHTTPRequestHandler):
     # ---- /v2 and everything else: Triton's own API ----------------------------------------------------
     def _proxy(self) -> None:
         body = self._read_body(MAX_PROXY_BODY, too_large=None)
-        headers = {key: value for key, value in self.headers.items() if key.lower() not in _HOP_BY_HOP}
+        headers = [(name, value) for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP]
+        sends_body = bool(body) or self.command in ("POST", "PUT", "PATCH")
         try:
-            response = self.upstream.request(self.command, self.path, body if body or self.command in ("POST", "PUT")
-                                             else None, headers)
-        except (OSError, http.client.HTTPException) as exc:
-            message = json.dumps({"error": f"Triton is not reachable ({type(exc).__name__}): it may still be "
-                                           "starting"}).encode()
-            self._send(503, message)
+            response = self.upstream.request(self.command, self.path, headers, body if sends_body else None)
+        except (OSError, HttpError, ValueError) as exc:
+            self.upstream.close()
+            self._send(503, json.dumps({"error": f"Triton is not reachable ({type(exc).__name__}): it may still "
+                                                 "be starting"}).encode())
             return
+        passed = [(name, value) for name, value in response.headers.items() if name.lower() not in _HOP_BY_HOP]
         try:
-            length = response.getheader("Content-Length")
-            self.send_response(response.status, response.reason)
-            for key, value in response.getheaders():
-                if key.lower() not in _HOP_BY_HOP:
-                    self.send_header(key, value)
-            if self.command == "HEAD" or response.status in (204, 304) or length is not None:
-                data = response.read()
-                self.send_header("Content-Length", length if length is not None else str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
+            if response.length is not None:
+                data = response.read() if self.command != "HEAD" else b""
+                length = str(response.length) if self.command == "HEAD" else str(len(data))
+                self._write_head(response.status, response.reason, passed + [("Content-Length", length)])
+                if data:
                     self.wfile.write(data)
-                return
-            self.send_header("Transfer-Encoding", "chunked")       # a streamed answer: pass it on as it comes
-            self.end_headers()
-            while True:
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.write(b"0\r\n\r\n")
-        except (OSError, http.client.HTTPException):
+            else:                                  # a streamed answer: pass it on as it comes
+                self._write_head(response.status, response.reason, passed + [("Transfer-Encoding", "chunked")])
+                for chunk in response.chunks():
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            self.upstream.done(response)
+        except (OSError, HttpError, ValueError):
             self.upstream.close()
             self.close_connection = True
+        if response.status >= 400:
+            self._log(response.status)
 
     # ---- bodies and answers -----------------------------------------------------------------------
+    def _continue(self) -> None:
+        if self.continue_pending:
+            self.continue_pending = False
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def _read_body(self, limit: int, *, too_large: Optional[Tuple[str, str]]) -> bytes:
         """The request body (Content-Length or chunked), at most ``limit`` bytes."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._continue()
             return self._read_chunked(limit, too_large)
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -445,6 +594,8 @@ class FrontHandler(BaseHTTPRequestHandler):
             raise FrontError(400, "BadRequest", "Content-Length is negative", close=True)
         if length > limit:
             self._too_large(length, too_large)
+        if length:
+            self._continue()
         return self._read_exactly(length)
 
     def _read_exactly(self, length: int) -> bytes:
@@ -463,22 +614,21 @@ class FrontHandler(BaseHTTPRequestHandler):
             except ValueError:
                 raise FrontError(400, "BadRequest", "malformed chunked body", close=True) from None
             if size == 0:
-                while self.rfile.readline(1024).strip():      # trailers
+                while self.rfile.readline(MAX_LINE).strip():      # trailers
                     pass
                 return b"".join(parts)
             total += size
             if total > limit:
-                self.close_connection = True
-                raise FrontError(400, *(too_large or ("BadRequest", f"request body over {limit} bytes")), close=True)
+                raise FrontError(*((400, *too_large) if too_large else (413, "BadRequest", "request body too large")),
+                                 close=True)
             parts.append(self._read_exactly(size))
             self.rfile.readline(8)
 
     def _too_large(self, length: int, too_large: Optional[Tuple[str, str]]) -> None:
-        code, message = too_large or ("BadRequest", "request body too large")
         if too_large is None:
-            self.close_connection = True
-            raise FrontError(413, code, message, close=True)
-        if length <= MAX_DRAIN_BYTES:          # read and drop it, so the client reads the answer
+            raise FrontError(413, "BadRequest", f"request body over {MAX_PROXY_BODY} bytes", close=True)
+        code, message = too_large
+        if length <= MAX_DRAIN_BYTES and not self.continue_pending:   # read and drop it: the client reads the answer
             remaining = length
             while remaining:
                 chunk = self.rfile.read(min(remaining, 1 << 20))
@@ -486,7 +636,7 @@ class FrontHandler(BaseHTTPRequestHandler):
                     raise ConnectionResetError("the client closed the connection mid-body")
                 remaining -= len(chunk)
             raise FrontError(400, code, message)
-        raise FrontError(400, code, message, close=True)
+        raise FrontError(400, code, message, close=True)           # not read: the connection cannot go on
 
     def _discard_body(self) -> None:
         try:
@@ -494,25 +644,43 @@ class FrontHandler(BaseHTTPRequestHandler):
         except FrontError:
             self.close_connection = True
 
-    def _send(self, status: int, body: bytes) -> None:
-        """Status line, headers and body in one write (no Nagle/delayed-ACK stall between them)."""
-        self.log_request(status)
-        lines = [f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
-                 f"Date: {self.date_time_string()}", "Content-Type: application/json; charset=utf-8",
-                 f"Content-Length: {len(body)}"]
+    def _write_head(self, status: int, reason: str, headers: List[Tuple[str, str]], tail: bytes = b"") -> None:
+        lines = [f"HTTP/1.1 {status} {reason or _reason(status)}", f"Date: {_http_date()}"]
+        lines += [f"{name}: {value}" for name, value in headers]
         if self.close_connection:
             lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + (b"" if self.command == "HEAD" else body))
+        elif self.keep_alive_header:
+            lines.append("Connection: keep-alive")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + tail)
 
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+    def _send(self, status: int, body: bytes) -> None:
+        """Status line, headers and body in one write (no Nagle/delayed-ACK stall between them)."""
+        if status >= 400:
+            self._log(status)
+        self._write_head(status, "", [("Content-Type", "application/json; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))], b"" if self.command == "HEAD" else body)
+
+    def _log(self, status: int) -> None:
         """Only failures are logged (one line each, no headers: keys travel in headers)."""
-        status = int(code) if str(code).isdigit() else 0
-        if not self.server.quiet and status >= 400:
-            self.log_message('"%s %s" %s', self.command, self.path.split("?", 1)[0], code)
+        if not self.server.quiet:
+            sys.stderr.write(f'customvision-front: "{self.command} {self.path.split("?", 1)[0]}" {status}\n')
 
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write("customvision-front: " + (format % args) + "\n")
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_date_cache: List[Any] = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, formatdate(now, usegmt=True)]
+    return _date_cache[1]
 
 
 def _host_port(value: str) -> Tuple[str, int]:
