@@ -390,3 +390,64 @@ async def test_the_published_name_defaults_to_the_model_name(tmp_path):
     target = front_module.Target(document)
     assert target.published_name == "m"
     assert target.route() == f"/customvision/v3.0/Prediction/{PROJECTS['classify']}/classify/iterations/m/image"
+
+
+# ---- HTTP details ---------------------------------------------------------------------------------
+def raw_exchange(front: Front, data: bytes, *, read_until: bytes = b"\r\n\r\n") -> bytes:
+    import socket
+
+    with socket.create_connection((front.host, front.port), timeout=30) as sock:
+        sock.sendall(data)
+        received = b""
+        while read_until not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+async def test_expect_100_continue_then_the_answer(fronts):
+    import socket
+
+    front, image = fronts["classify"], _scene(seed=12)
+    head = (f"POST {Target_route(front)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(image)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection((front.host, front.port), timeout=30) as sock:
+        sock.sendall(head)
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(image)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_malformed_requests_are_refused_and_closed(fronts):
+    front = fronts["classify"]
+    for request in (b"NONSENSE\r\n\r\n", b"GET / HTTP/2.0\r\n\r\n",
+                    b"GET /v2 HTTP/1.1\r\nno colon here\r\n\r\n",
+                    b"GET /v2 HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n"):
+        answer = raw_exchange(front, request)
+        assert answer.startswith(b"HTTP/1.1 400 "), (request[:40], answer[:200])
+        assert b"Connection: close" in answer
+
+
+async def test_http10_and_other_methods_are_proxied_as_triton_answers(fronts, triton):
+    import http.client as client
+
+    front = fronts["classify"]
+    answer = raw_exchange(front, b"GET /v2/health/ready HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+    host, port = triton.url.rsplit(":", 1)
+    for method in ("HEAD", "DELETE", "PUT"):
+        direct = client.HTTPConnection(host, int(port), timeout=30)
+        direct.request(method, "/v2/health/ready")
+        expected = direct.getresponse()
+        expected_body = expected.read()
+        direct.close()
+        conn = front.connection()
+        conn.request(method, "/v2/health/ready")
+        proxied = conn.getresponse()
+        assert (proxied.status, proxied.read()) == (expected.status, expected_body), method
+        conn.close()
