@@ -228,3 +228,56 @@ async def test_sigterm_stops_both_and_a_dead_front_stops_the_container(tmp_path,
             assert any("customvision_front.py (pid" in line and "exited with status -9: stopping the others"
                        in line for line in lines), lines[-10:]
     assert not docker_api.containers(all=True, filters={"label": f"{WORKDIR_LABEL}={work.workdir}"})
+
+
+async def test_without_wheels_pip_goes_through_dockers_proxy_settings(tmp_path, standin_base, workspace, kit,
+                                                                       docker_api, monkeypatch):
+    """A user behind a proxy configures Docker's client (``~/.docker/config.json`` ``proxies``), as any
+    ``docker build`` needs; the build step passes it on and pip in the Pillow layer uses it. Here the
+    "proxy" records what it is asked and refuses: the build fails with the Pillow fix, and the proxy saw pip
+    asking for the package index."""
+    import socketserver
+    import threading
+
+    seen: list[bytes] = []
+
+    class Refusing(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            seen.append(self.rfile.readline(4096))
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    proxy = socketserver.ThreadingTCPServer(("0.0.0.0", 0), Refusing)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        gateway = container_gateway(docker_api, standin_base)
+        config = tmp_path / "docker-config"
+        config.mkdir()
+        address = f"http://{gateway}:{proxy.server_address[1]}"
+        (config / "config.json").write_text(json.dumps({"proxies": {"default": {"httpProxy": address,
+                                                                              "httpsProxy": address}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        work = await exported_workspace("classification", tmp_path, workspace, standin_base)
+        events = await kit.collect([PackageImage(), BuildImage()], work.run(IMAGE_PIP_WHEELS=""))
+        failed = kit.failures(events)
+        assert len(failed) == 1 and "cvtriton: cannot install pillow==" in failed[0].message, failed
+        assert any(line.startswith(b"CONNECT pypi.org:443 ") for line in seen), seen
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def container_gateway(docker_api, image: str) -> str:
+    """The address a container on the default bridge reaches this machine at (its default route)."""
+    code = ("import socket, struct\n"
+            "for line in open('/proc/net/route').read().splitlines()[1:]:\n"
+            "    f = line.split()\n"
+            "    if f[1] == '00000000':\n"
+            "        print(socket.inet_ntoa(struct.pack('<L', int(f[2], 16))))\n")
+    container = docker_api.create_container(image, ["python3", "-c", code], labels={CONTAINER_LABEL: "probe"})
+    try:
+        docker_api.start(container)
+        docker_api.wait(container, timeout=60)
+        return docker_api.logs(container).decode().split()[0]
+    finally:
+        docker_api.remove_container(container, force=True)
