@@ -516,7 +516,8 @@ class FrontHandler(socketserver.StreamRequestHandler):
 
     def _forward(self, target: Target, image: bytes) -> bytes:
         body, header_length = _infer_body(target, image)
-        headers = [("Content-Type", "application/octet-stream"), ("Inference-Header-Content-Length", str(header_length))]
+        headers = [("Content-Type", "application/octet-stream"),
+                   ("Inference-Header-Content-Length", str(header_length))]
         try:
             response = self.upstream.request("POST", f"/v2/models/{target.ensemble}/infer", headers, body)
             data = response.read()

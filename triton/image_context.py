@@ -225,7 +225,7 @@ set -u
 requirement="$1"
 here=$(dirname "$0")
 if python3 -c "import PIL" 2>/dev/null; then
-    python3 -c "import PIL, sys; print('Pillow', PIL.__version__, 'already in the base image, Python', sys.version.split()[0])"
+    python3 -c "import PIL, sys; print('Pillow', PIL.__version__, 'in the base image, Python', sys.version.split()[0])"
     exit 0
 fi
 if ls "$here"/*.whl >/dev/null 2>&1; then
@@ -260,8 +260,8 @@ def render_dockerfile(spec: ImageSpec, labels: Mapping[str, str], front: FrontSp
     if front is not None:
         lines += [f"# Port {CUSTOMVISION_PORT} serves the Custom Vision prediction route (POST {front.route})",
                   "# and proxies Triton's /v2 API: point a deployment's routes at it. Pillow is for the ensemble."]
-        lines += [f"COPY {CONTEXT_PILLOW}/ {PILLOW_DIR}/", f'RUN sh {PILLOW_DIR}/{PILLOW_SCRIPT} "{pillow_requirement()}"',
-                  f"COPY {CONTEXT_FRONT}/ {FRONT_DIR}/"]
+        lines += [f"COPY {CONTEXT_PILLOW}/ {PILLOW_DIR}/", f'RUN sh {PILLOW_DIR}/{PILLOW_SCRIPT} '
+                  f'"{pillow_requirement()}"', f"COPY {CONTEXT_FRONT}/ {FRONT_DIR}/"]
     lines += [f"EXPOSE {' '.join(str(p) for p in exposed_ports(front))}", f"CMD {command}",
               f"COPY {CONTEXT_REPOSITORY}/ {MODELS_DIR}/", f"LABEL {label_lines}"]
     return "\n".join(lines) + "\n"
