@@ -99,6 +99,8 @@ VARIABLES: tuple[Variable, ...] = (
              frozenset(), check=check_registry),
     Variable("IMAGE_REGISTRY_USERNAME", "Container image", "Registry user (empty: no login)", frozenset()),
     Variable("IMAGE_REGISTRY_PASSWORD", "Container image", "Registry password or token", frozenset(), secret=True),
+    Variable("IMAGE_PIP_WHEELS", "Container image", "Folder with a Pillow wheel for the image's Python (offline builds)",
+             frozenset()),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 

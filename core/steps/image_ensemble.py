@@ -100,6 +100,7 @@ class PathAnswer:
     """One path's answer to the test image."""
 
     path: str                          # "tensor" (client-side pre/post-processing) | "image" (the ensemble)
+                                       # | "customvision" (raw bytes through the container's Custom Vision route)
     model: str                         # the Triton model called
     predictions: tuple[Prediction, ...]
     latency_ms: float                  # this one request, client-side work included
@@ -177,6 +178,17 @@ def answer_both(client: Any, model: str, info: Any, tensor: Any, image_bytes: by
     image_answer = PathAnswer("image", ensemble.names.ensemble, tuple(parse_predictions(document)), ms,
                               len(image_bytes), document)
     return tensor_answer, image_answer
+
+
+def answer_customvision(url: str, ensemble: Any, image_bytes: bytes, *, ssl: bool,
+                        headers: dict[str, str] | None) -> PathAnswer:
+    """The test image's raw bytes through the Custom Vision route (blocking), as an app sends them."""
+    from cvtriton_triton.customvision_client import predict_image, route_for
+    from cvtriton_triton.cv_response import parse_predictions
+
+    document, ms = predict_image(url, route_for(ensemble), image_bytes, ssl=ssl, headers=headers)
+    return PathAnswer("customvision", ensemble.names.ensemble, tuple(parse_predictions(document)), ms,
+                      len(image_bytes), document)
 
 
 def load_requests(model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any) -> list:

@@ -57,6 +57,8 @@ class PackageResult:
     base_image: str
     labels: dict[str, str]
     files: tuple[str, ...]
+    scoring_port: int                  # the port a deployment's liveness/readiness/scoring routes point at
+    customvision_route: str | None     # POST path of the Custom Vision route, when the image serves it
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class RunResult:
     image_id: str
     url: str                   # host:port of the HTTP endpoint, for tritonclient
     ports: dict[int, int]      # container port -> host port on 127.0.0.1
+    customvision_url: str | None = None   # host:port of the Custom Vision route (and /v2), when the image has it
 
 
 def _mb(count: int) -> str:
@@ -112,8 +115,9 @@ class PackageImage:
     name = "package"
     title = "Package the Triton image (Dockerfile + context)"
 
-    def __init__(self, base_image: str | None = None) -> None:
+    def __init__(self, base_image: str | None = None, *, pip_wheels: Path | None = None) -> None:
         self.base_image = base_image
+        self.pip_wheels = pip_wheels        # None: the IMAGE_PIP_WHEELS setting (a folder with Pillow wheels)
 
     async def run(self, ctx: StepContext) -> PackageResult:
         from cvtriton_triton.image_context import ImageSpec, check_image_reference, write_build_context
@@ -129,19 +133,52 @@ class PackageImage:
         problem = check_image_reference(base)
         if problem:
             raise UserError(f"{source} '{base}' is not a valid image reference", f"use {problem}")
+        wheels = self.pip_wheels or (Path(ctx.settings.raw(WHEELS_SETTING)).expanduser()
+                                     if ctx.settings.raw(WHEELS_SETTING) else None)
         spec = ImageSpec(base_image=base, model_name=model, model_version=str(version),
-                         tool_version=tool_version(), labels=_source_labels(ctx))
+                         tool_version=tool_version(), labels=_source_labels(ctx), pip_wheels=wheels)
         context = await ctx.blocking(write_build_context, Path(repo) / model, ctx.workdir / "image", spec)
         for line in context.dockerfile.splitlines():
             ctx.log(line, source="Dockerfile")
+        _log_front(ctx, context, wheels)
         ctx.state.set(image_context=context.tar_path, image_context_digest=context.digest,
-                      image_name=context.repository, image_tag=context.tag, image_base=base)
+                      image_name=context.repository, image_tag=context.tag, image_base=base,
+                      image_scoring_port=context.scoring_port,
+                      image_customvision_route=context.front.route if context.front else None)
+        extra = f"; Custom Vision route on port {context.scoring_port}" if context.front else ""
         return PackageResult(
-            summary=f"{context.folder}: Dockerfile FROM {base} + {len(context.files) - 1} model files "
-                    f"({_size(context.size)}); image {context.image_ref}",
+            summary=f"{context.folder}: Dockerfile FROM {base} + {len(context.files) - 1} files "
+                    f"({_size(context.size)}); image {context.image_ref}{extra}",
             context_dir=context.folder, context_tar=context.tar_path, context_digest=context.digest,
             dockerfile=context.dockerfile, image_ref=context.image_ref, base_image=base,
-            labels=dict(context.labels), files=context.files)
+            labels=dict(context.labels), files=context.files, scoring_port=context.scoring_port,
+            customvision_route=context.front.route if context.front else None)
+
+
+#: A folder with Pillow wheels for the image's Python: the image installs Pillow from them, with no network.
+WHEELS_SETTING = "IMAGE_PIP_WHEELS"
+
+
+def _log_front(ctx: StepContext, context: Any, wheels: Path | None) -> None:
+    from cvtriton_triton.image_context import pillow_requirement
+
+    front = context.front
+    if front is None:
+        if wheels:
+            ctx.log(f"{WHEELS_SETTING} is not used: the repository has no image ensemble, so the image needs no "
+                    "Pillow", level="warning")
+        return
+    ctx.log(f"the image serves the Custom Vision route on port {context.scoring_port}: POST {front.route} "
+            f"(project {front.project}, published name '{front.published_name}'); Triton's /v2 API answers on "
+            f"the same port — point a deployment's liveness, readiness and scoring routes at port "
+            f"{context.scoring_port}")
+    if front.wheels:
+        ctx.log(f"Pillow for the ensemble: {pillow_requirement()} from {len(front.wheels)} wheel(s) in {wheels} "
+                "(the build needs no network)")
+    else:
+        ctx.log(f"Pillow for the ensemble: kept if the base image has it, else pip installs {pillow_requirement()} "
+                f"from the package index during the build (Docker's configured proxy applies; with no network, "
+                f"set {WHEELS_SETTING} to a folder with the wheel)")
 
 
 def _source_labels(ctx: StepContext) -> dict[str, str]:
@@ -365,7 +402,8 @@ class RunImage:
 
     async def run(self, ctx: StepContext) -> RunResult:
         from cvtriton_core.adapters.docker_engine import DockerEngine, Stopper
-        from cvtriton_triton.image_context import EXPOSED_PORTS, HTTP_PORT, repository_component
+        from cvtriton_triton.image_context import (ENSEMBLE_LABEL, EXPOSED_PORTS, HTTP_PORT, ROUTE_LABEL,
+                                                   SCORING_PORT_LABEL, repository_component)
 
         image_id, model = ctx.state.get("image_id"), ctx.state.get("model_name")
         if not image_id or not model:
@@ -374,15 +412,21 @@ class RunImage:
             raise UserError(f"port {self.http_port} is not a TCP port", "choose 1-65535, or none to pick a free one")
         engine = await ctx.blocking(DockerEngine.connect)
         ctx.run.resources.callback(engine.close)
-        if await ctx.blocking(engine.image, image_id) is None:
+        info = await ctx.blocking(engine.image, image_id)
+        if info is None:
             raise UserError(f"the built image {image_id[7:19]} is not on this machine", "run the build step again")
+        config = info.get("Config") or {}
+        exposed = sorted(int(key.split("/")[0]) for key in (config.get("ExposedPorts") or {})
+                         if key.endswith("/tcp")) or list(EXPOSED_PORTS)
+        image_labels = config.get("Labels") or {}
+        front_port = int(image_labels[SCORING_PORT_LABEL]) if image_labels.get(ROUTE_LABEL) else None
         for old in await ctx.blocking(engine.containers, f"{WORKDIR_LABEL}={ctx.workdir}"):
             await ctx.blocking(engine.remove_container, old["Id"], stop_timeout=2)
             ctx.log(f"removed container {old['Id'][:12]} left running by an earlier run", source="docker")
 
         name = f"cvtriton-{repository_component(model)}-{secrets.token_hex(3)}"
         labels = {CONTAINER_LABEL: "run-local", WORKDIR_LABEL: str(ctx.workdir)}
-        ports = {port: (self.http_port if port == HTTP_PORT else None) for port in EXPOSED_PORTS}
+        ports = {port: (self.http_port if port == HTTP_PORT else None) for port in exposed}
         container = await ctx.blocking(engine.create_container, image_id, name=name, ports=ports,
                                        shm_size=SHM_SIZE, labels=labels)
         lines: collections.deque[str] = collections.deque(maxlen=200)
@@ -408,19 +452,30 @@ class RunImage:
         ctx.progress(f"starting container {name}")
         await ctx.blocking(engine.start_container, container)
         follower = asyncio.ensure_future(asyncio.to_thread(engine.follow_logs, container, on_line, stopper))
-        published = {port: await ctx.blocking(engine.published_port, container, port) for port in EXPOSED_PORTS}
+        published = {port: await ctx.blocking(engine.published_port, container, port) for port in exposed}
         url = f"127.0.0.1:{published[HTTP_PORT]}"
         ctx.progress(f"waiting for model {model} to load in {name} (http://{url})")
-        await self._wait_ready(ctx, engine, container, url, model, lines, follower)
+        ready = [f"http://{url}/v2/models/{quote(model, safe='')}/ready"]
+        front_url = f"127.0.0.1:{published[front_port]}" if front_port in published else None
+        if front_url:        # the ensemble, asked through the front: both the route's port and its model are up
+            ready.append(f"http://{front_url}/v2/models/{quote(image_labels.get(ENSEMBLE_LABEL, model), safe='')}"
+                         "/ready")
+        await self._wait_ready(ctx, engine, container, ready, model, lines, follower)
         ctx.run.shared["triton_url"] = url
         ctx.run.shared["container_id"] = container
-        return RunResult(summary=f"container {name} serving {model} at http://{url} (image {image_id[7:19]})",
-                         container_id=container, container_name=name, image_id=image_id, url=url, ports=published)
+        tail = ""
+        if front_url:
+            ctx.run.shared["customvision_url"] = front_url
+            tail = f"; Custom Vision route at http://{front_url}{image_labels[ROUTE_LABEL]}"
+        return RunResult(summary=f"container {name} serving {model} at http://{url} (image {image_id[7:19]}){tail}",
+                         container_id=container, container_name=name, image_id=image_id, url=url, ports=published,
+                         customvision_url=front_url)
 
-    async def _wait_ready(self, ctx: StepContext, engine: Any, container: str, url: str, model: str,
+    async def _wait_ready(self, ctx: StepContext, engine: Any, container: str, paths: list[str], model: str,
                           lines: collections.deque[str], follower: asyncio.Future) -> None:
+        """Until every URL in ``paths`` answers 200, in turn; fails at once when the container stops."""
         deadline = time.monotonic() + self.ready_timeout
-        path = f"http://{url}/v2/models/{quote(model, safe='')}/ready"
+        pending = list(paths)
         while True:
             state = await ctx.blocking(engine.container_state, container)
             if state is None or not state.running:
@@ -433,10 +488,13 @@ class RunImage:
                                  f"{_failure_line(lines)}",
                                  "read the container log above; fix the model repository or the base image and "
                                  "run package, build and run-local again")
-            if await ctx.blocking(_http_ok, path):
+            while pending and await ctx.blocking(_http_ok, pending[0]):
+                pending.pop(0)
+            if not pending:
                 return
             if time.monotonic() > deadline:
-                raise StepFailed(f"model '{model}' was not ready {self.ready_timeout:.0f} s after the container "
+                what = f"model '{model}'" if pending[0] == paths[0] else f"the Custom Vision route ({pending[0]})"
+                raise StepFailed(f"{what} was not ready {self.ready_timeout:.0f} s after the container "
                                  f"started (last log: {_failure_line(lines)})",
                                  "read the container log above; a large model may need more time or memory")
             await asyncio.sleep(0.25)

@@ -57,7 +57,8 @@ class TestResult:
     predictions: tuple[Prediction, ...]
     latency_ms: float                       # median over the timed requests (the one request when smoke)
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
-    answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble
+    answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble,
+                                            # bytes through the Custom Vision route (a container that serves it)
     disagreements: tuple[str, ...] = ()     # where the two answers differ (empty: they agree)
     load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per path, same order
     smoke: bool = False                     # one request with a generated picture (no test image given)
@@ -259,8 +260,8 @@ class TestModel:
                           predictions=(), latency_ms=ms, latencies_ms=(ms,), smoke=True)
 
     async def _timed(self, ctx: StepContext, url: str, repo: Path, model: str, info: ModelInfo) -> TestResult:
-        from cvtriton_core.steps.image_ensemble import (answer_both, disagreements, load_requests, run_load_tests,
-                                                        test_summary)
+        from cvtriton_core.steps.image_ensemble import (answer_both, answer_customvision, disagreements,
+                                                        load_requests, run_load_tests, test_summary)
         from cvtriton_triton.ensemble import find_ensemble
         from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.preprocess import prepare
@@ -271,6 +272,7 @@ class TestModel:
             raise UserError(f"the model repository {repo} has no image ensemble for '{model}'",
                             "write the repository again with the ensemble on (TRITON_ENSEMBLE=true)")
         image_bytes = await ctx.blocking(self.image.read_bytes)
+        route_url = ctx.run.shared.get("customvision_url") if ensemble is not None else None
         stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
 
         def send_requests() -> tuple:
@@ -281,6 +283,9 @@ class TestModel:
                 answers = answer_both(client, model, info, tensor, image_bytes, ensemble)
             finally:
                 client.close()
+            if route_url:
+                answers = (*answers, answer_customvision(route_url, ensemble, image_bytes, ssl=False,
+                                                         headers=None))
             for answer in filter(None, answers):
                 ctx.log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
                         f"{answer.request_bytes} bytes sent", source="test")
@@ -289,12 +294,14 @@ class TestModel:
                                            stop=stop)
 
         try:
-            (tensor_answer, image_answer), reports = await ctx.blocking(send_requests)
+            (tensor_answer, image_answer, *routed), reports = await ctx.blocking(send_requests)
         except asyncio.CancelledError:
             stop.set()   # else it keeps sending to the endpoint, and quitting waits for the thread
             raise
         preds = tensor_answer.predictions
         differ = tuple(disagreements(preds, image_answer.predictions)) if image_answer else ()
+        for answer in routed:
+            differ += tuple(f"{answer.path} route: {d}" for d in disagreements(preds, answer.predictions))
         if differ:
             ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
         latencies = reports[0].latencies_ms
@@ -302,5 +309,5 @@ class TestModel:
         return TestResult(summary=test_summary(preds, median, image_answer, differ, reports), model=model,
                           task=info.task, image=self.image, predictions=preds, latency_ms=median,
                           latencies_ms=latencies,
-                          answers=tuple(a for a in (tensor_answer, image_answer) if a is not None),
+                          answers=tuple(a for a in (tensor_answer, image_answer, *routed) if a is not None),
                           disagreements=differ, load=reports)

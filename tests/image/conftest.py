@@ -74,6 +74,15 @@ def standin_base(docker_api: Any, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def pillow_wheels(request: pytest.FixtureRequest) -> Path:
+    """A folder with the Pillow wheel for the stand-in's Python: the image builds get it through
+    IMAGE_PIP_WHEELS, since the stand-in (like the official image) has no Pillow and the build no network."""
+    from cvtriton_standins.triton_base_image import pillow_wheels as download
+
+    return download(Path(request.config.cache.mkdir("cvtriton-standin")), log=lambda line: print(f"[pillow] {line}"))
+
+
+@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory):
     """An open registry: the one .ci/run started (CVTRITON_TEST_REGISTRY), else one of our own."""
     if os.environ.get("CVTRITON_TEST_REGISTRY"):
@@ -151,13 +160,15 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Callable[..., Any]:
-    """``await workspace(model_dir, base_image, key=...)``: import + repository done; returns a Workspace."""
+def workspace(tmp_path: Path, pillow_wheels: Path) -> Callable[..., Any]:
+    """``await workspace(model_dir, base_image, key=..., **settings)``: import + repository done (with the image
+    ensemble unless ``TRITON_ENSEMBLE="false"``; IMAGE_PIP_WHEELS set); returns a Workspace."""
 
     async def make(model_dir: Path, base_image: str, *, key: str = "m", **values: str) -> Workspace:
         name = f"{key}-{SESSION}"
         work = Workspace(tmp_path / f"work-{key}", name, Path(model_dir),
-                         {"MODEL_NAME": name, "TRITON_BASE_IMAGE": base_image, **values})
+                         {"MODEL_NAME": name, "TRITON_BASE_IMAGE": base_image, "IMAGE_PIP_WHEELS": str(pillow_wheels),
+                          **values})
         events = await collect([ImportModel(Path(model_dir)), WriteRepository()], work.run())
         assert not failures(events), [e.message for e in failures(events)]
         return work

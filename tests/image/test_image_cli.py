@@ -15,17 +15,19 @@ from cvtriton_triton.sample_models import SAMPLE_IMAGES_DIRNAME, build_sample_ex
 CLI = [sys.executable, "-m", "cvtriton_tui"]
 
 
-def test_local_container_json_adds_the_image(tmp_path, standin_base, docker_api, kit):
+def test_local_container_json_adds_the_image(tmp_path, standin_base, docker_api, kit, pillow_wheels):
     env_file = tmp_path / ".env"
-    env_file.write_text(f"MODEL_NAME=cli-{kit.session}\n")
+    env_file.write_text(f"MODEL_NAME=cli-{kit.session}\nIMAGE_PIP_WHEELS={pillow_wheels}\n")
     done = subprocess.run([*CLI, "local", "--container", "--base-image", standin_base, "--env-file", str(env_file),
                            "--workdir", str(tmp_path / "work"), "--json"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     result = json.loads(lines[0])
-    assert set(result) == {"model", "task", "predictions", "latency_ms", "image"}
+    assert set(result) == {"model", "task", "predictions", "latency_ms", "answers", "agree", "disagreements",
+                           "load_test", "image"}
     assert result["model"] == f"cli-{kit.session}" and result["predictions"]
+    assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"] and result["agree"]
     image = docker_api.inspect_image(result["image"])
     assert image["Config"]["Labels"]["io.cvtriton.model.name"] == f"cli-{kit.session}"
     assert image["Config"]["Labels"]["org.opencontainers.image.base.name"] == standin_base
@@ -41,12 +43,12 @@ def test_base_image_needs_container(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_run_steps_through_push_and_run_local(tmp_path, standin_base, registry, docker_api, kit):
+def test_run_steps_through_push_and_run_local(tmp_path, standin_base, registry, docker_api, kit, pillow_wheels):
     export = build_sample_export(tmp_path / "sample")
     image = sorted((tmp_path / "sample" / SAMPLE_IMAGES_DIRNAME).glob("*.jpg"))[0]
     env_file = tmp_path / ".env"
     env_file.write_text(f"MODEL_NAME=run-{kit.session}\nTRITON_BASE_IMAGE={standin_base}\n"
-                        f"IMAGE_REGISTRY={registry.host}\n")
+                        f"IMAGE_REGISTRY={registry.host}\nIMAGE_PIP_WHEELS={pillow_wheels}\n")
     done = subprocess.run([*CLI, "run", "--env-file", str(env_file), "--workdir", str(tmp_path / "work"),
                            "--steps", "import,repository,package,build,push,run-local,test", "--model", str(export),
                            "--image", str(image), "--json"], capture_output=True, text=True, timeout=600)
@@ -57,6 +59,8 @@ def test_run_steps_through_push_and_run_local(tmp_path, standin_base, registry, 
     assert finished["push"]["result"]["digest"].startswith("sha256:")
     assert finished["package"]["result"]["dockerfile"].splitlines()[4] == f"FROM {standin_base}"
     assert any(e["kind"] == "layer" and e["step"] == "push" for e in events)
-    assert any(e["kind"] == "log" and e["step"] == "build" and e["line"].startswith("Step 1/5 : FROM") for e in events)
+    assert any(e["kind"] == "log" and e["step"] == "build" and e["line"].startswith("Step 1/8 : FROM") for e in events)
+    assert finished["package"]["result"]["scoring_port"] == 8080
+    assert finished["run-local"]["result"]["customvision_url"]
     assert finished["test"]["result"]["predictions"]
     assert not docker_api.containers(all=True, filters={"label": f"{WORKDIR_LABEL}={tmp_path / 'work'}"})

@@ -21,6 +21,10 @@ from cvtriton_standins.registry import LocalRegistry
 from cvtriton_triton.sample_models import build_classifier
 
 
+#: For bases that cannot run the ensemble's image (no python3, pip or Triton): the plain model's image.
+PLAIN = {"TRITON_ENSEMBLE": "false"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,7 +96,7 @@ async def test_base_image_missing(classifier, workspace, kit, docker_api):
 async def test_build_failure_names_the_instruction(classifier, workspace, kit, docker_api):
     # a base image where /models is a file: the model's COPY cannot succeed
     base = kit.import_tar_image(docker_api, f"cvtriton-test/models-is-a-file:{kit.session}", {"models": b"x"})
-    work = await workspace(classifier, base, key="badbuild")
+    work = await workspace(classifier, base, key="badbuild", **PLAIN)
     before = kit.dangling_images(docker_api)
     events = await kit.collect([PackageImage(), BuildImage()], work.run())
     failed = only_failure(kit, events)
@@ -103,8 +107,23 @@ async def test_build_failure_names_the_instruction(classifier, workspace, kit, d
     assert not [t for t in kit.session_tags(docker_api) if "badbuild" in t]
 
 
+async def test_pillow_that_cannot_be_installed_says_what_to_do(classifier, workspace, kit, docker_api):
+    """A base with python3 but neither Pillow nor pip, no wheels given: the build fails at the Pillow step and
+    the first line it quotes names the fix (wheels folder or a package index)."""
+    from cvtriton_standins.triton_base_image import ROOTFS_REPOSITORY, rootfs_hash
+
+    work = await workspace(classifier, f"{ROOTFS_REPOSITORY}:{rootfs_hash()}", key="nopillow", IMAGE_PIP_WHEELS="")
+    before = kit.dangling_images(docker_api)
+    failed = only_failure(kit, await kit.collect([PackageImage(), BuildImage()], work.run()))
+    assert failed.message.startswith("the image build failed at step 3/8 `RUN sh /opt/cvtriton/pillow/install-pillow"
+                                     '.sh "pillow=='), failed.message
+    tail = failed.message.split("(last output: ", 1)[1]
+    assert "cvtriton: cannot install pillow==" in tail and "set IMAGE_PIP_WHEELS to a folder" in tail, tail
+    assert kit.dangling_images(docker_api) == before
+
+
 async def test_push_without_credentials_is_refused(classifier, tiny_base, auth_registry, workspace, kit, docker_api):
-    work = await workspace(classifier, tiny_base, key="noauth")
+    work = await workspace(classifier, tiny_base, key="noauth", **PLAIN)
     failed = only_failure(kit, await kit.collect([PackageImage(), BuildImage(), PushImage()],
                                                  work.run(IMAGE_REGISTRY=auth_registry.host)))
     assert failed.step == "push"
@@ -115,7 +134,7 @@ async def test_push_without_credentials_is_refused(classifier, tiny_base, auth_r
 
 async def test_push_with_wrong_password_is_refused_and_never_shown(classifier, tiny_base, auth_registry, workspace,
                                                                    kit, docker_api):
-    work = await workspace(classifier, tiny_base, key="badauth")
+    work = await workspace(classifier, tiny_base, key="badauth", **PLAIN)
     wrong = "Wr0ng-" + kit.session + "-p4ssw0rd"
     events = await kit.collect([PackageImage(), BuildImage(), PushImage()],
                                work.run(IMAGE_REGISTRY=auth_registry.host, IMAGE_REGISTRY_USERNAME=auth_registry.user,
@@ -129,7 +148,7 @@ async def test_push_with_wrong_password_is_refused_and_never_shown(classifier, t
 
 async def test_push_with_credentials_from_settings_or_an_earlier_step(classifier, tiny_base, auth_registry,
                                                                       workspace, kit):
-    work = await workspace(classifier, tiny_base, key="auth")
+    work = await workspace(classifier, tiny_base, key="auth", **PLAIN)
     events = await kit.collect([PackageImage(), BuildImage(), PushImage()],
                                work.run(IMAGE_REGISTRY=auth_registry.host, IMAGE_REGISTRY_USERNAME=auth_registry.user,
                                         IMAGE_REGISTRY_PASSWORD=auth_registry.password))
@@ -150,7 +169,7 @@ async def test_push_with_credentials_from_settings_or_an_earlier_step(classifier
 
 async def test_registry_unreachable(classifier, tiny_base, workspace, kit, docker_api):
     host = f"127.0.0.1:{free_port()}"
-    work = await workspace(classifier, tiny_base, key="unreachable")
+    work = await workspace(classifier, tiny_base, key="unreachable", **PLAIN)
     failed = only_failure(kit, await kit.collect([PackageImage(), BuildImage(), PushImage()],
                                                  work.run(IMAGE_REGISTRY=host)))
     assert failed.message.startswith(f"registry {host} is unreachable from the Docker daemon")
@@ -183,7 +202,7 @@ async def test_container_exits_with_the_model_load_error(classifier, standin_bas
 
 
 async def test_never_ready_shows_the_last_log_line(classifier, sleeping_base, workspace, kit, docker_api):
-    work = await workspace(classifier, sleeping_base, key="neverready")
+    work = await workspace(classifier, sleeping_base, key="neverready", **PLAIN)
     events = await kit.collect([PackageImage(), BuildImage(), RunImage(ready_timeout=3)], work.run())
     failed = only_failure(kit, events)
     assert failed.message.startswith(f"model '{work.model_name}' was not ready 3 s after the container started")
@@ -192,7 +211,7 @@ async def test_never_ready_shows_the_last_log_line(classifier, sleeping_base, wo
 
 
 async def test_cancel_while_waiting_removes_the_container(classifier, sleeping_base, workspace, kit, docker_api):
-    work = await workspace(classifier, sleeping_base, key="cancelrun")
+    work = await workspace(classifier, sleeping_base, key="cancelrun", **PLAIN)
     assert not kit.failures(await kit.collect([PackageImage(), BuildImage()], work.run()))
     run = work.run()
     started = asyncio.Event()
@@ -218,7 +237,7 @@ async def test_cancel_while_waiting_removes_the_container(classifier, sleeping_b
 
 async def test_a_container_left_by_a_killed_run_is_removed_by_the_next(classifier, sleeping_base, workspace, kit,
                                                                        docker_api):
-    work = await workspace(classifier, sleeping_base, key="leftover")
+    work = await workspace(classifier, sleeping_base, key="leftover", **PLAIN)
     assert not kit.failures(await kit.collect([PackageImage(), BuildImage()], work.run()))
     leftover = docker_api.create_container(sleeping_base, labels={WORKDIR_LABEL: str(work.workdir),
                                                                   "io.cvtriton.role": "run-local"})["Id"]
@@ -257,7 +276,7 @@ async def test_disk_full_while_building(classifier, workspace, kit, monkeypatch)
     with PrivateDockerd(disk_mb=48) as daemon:
         api = daemon.api()
         base = kit.import_tar_image(api, "cvtriton-test/tiny-base:disk", {"etc/": None, "etc/tiny": b"x"})
-        work = await workspace(classifier, base, key="diskfull")
+        work = await workspace(classifier, base, key="diskfull", **PLAIN)
         model = work.workdir / "model_repository" / work.model_name / "1" / "model.onnx"
         model.write_bytes(bytes(range(256)) * (80 * 4096))                   # 80 MB: more than the disk
         monkeypatch.setenv("DOCKER_HOST", daemon.host)
@@ -270,7 +289,7 @@ async def test_disk_full_while_building(classifier, workspace, kit, monkeypatch)
 
 
 async def test_bad_input_is_refused_before_anything_runs(classifier, tiny_base, workspace, kit):
-    work = await workspace(classifier, tiny_base, key="badinput")
+    work = await workspace(classifier, tiny_base, key="badinput", **PLAIN)
     cases = [
         ([PushImage()], {}, "IMAGE_REGISTRY is not set"),
         ([PushImage()], {"IMAGE_REGISTRY": "https://myregistry.azurecr.io"}, "IMAGE_REGISTRY='https://myregistry.azurecr.io' is not valid"),

@@ -59,7 +59,8 @@ async def test_build_push_pull_run_infer(key, tmp_path, standin_base, registry, 
     assert (package.context_dir / "Dockerfile").read_text() == package.dockerfile
     assert package.dockerfile.splitlines()[4] == f"FROM {standin_base}"
     docker_lines = [e.line for e in events if isinstance(e, LogLine) and e.step == "build"]
-    assert any(line.startswith("Step 4/5 : COPY model_repository/ /models/") for line in docker_lines)
+    steps = [line for line in docker_lines if line.startswith("Step ")]
+    assert steps[-2].endswith(" : COPY model_repository/ /models/") and steps[-1].split(" : ")[1].startswith("LABEL")
     assert build.image_id.startswith("sha256:") and build.size > 0
     labels = docker_api.inspect_image(build.image_id)["Config"]["Labels"]
     assert labels["org.opencontainers.image.title"] == work.model_name
@@ -91,6 +92,9 @@ async def test_build_push_pull_run_infer(key, tmp_path, standin_base, registry, 
     assert [p.label for p in tested.predictions] == [p.label for p in expected]
     np.testing.assert_allclose([p.probability for p in tested.predictions], [p.probability for p in expected],
                                rtol=1e-3, atol=1e-3)
+    # the image serves the ensemble and the Custom Vision route too: three answers that agree
+    assert [a.path for a in tested.answers] == ["tensor", "image", "customvision"] and not tested.disagreements
+    assert started.customvision_url and started.customvision_url != started.url
     # the run ended: its container is stopped and removed
     assert not docker_api.containers(all=True, filters={"label": f"{WORKDIR_LABEL}={work.workdir}"})
     assert any(isinstance(e, LogLine) and "stopped and removed" in e.line for e in events)
@@ -124,7 +128,7 @@ async def test_model_only_change_rebuilds_and_pushes_only_the_last_layer(tmp_pat
 
     # from the build output: every step before the model's COPY came from the cache, the COPY did not
     by_number = {s.number: s for s in new_build.steps}
-    copy = next(s for s in new_build.steps if s.instruction.startswith("COPY "))
+    copy = next(s for s in new_build.steps if s.instruction.startswith("COPY model_repository/"))
     assert all(by_number[n].cached for n in range(2, copy.number)), new_build.steps
     assert not copy.cached
     # from the image history: all filesystem layers but the last are the old image's

@@ -6,8 +6,10 @@ it with only the base name changed and serves the same model repository:
 
 1. a Debian rootfs from ``debootstrap --variant=minbase`` (with Debian's ``python3`` and ``libpython3.11``,
    which the python backend's stub links), imported with ``docker import``;
-2. numpy and onnxruntime installed on the host from wheels downloaded on the host (``pip download`` into the
-   cache, then ``pip install --target`` for CPython 3.11, the rootfs's Python) and copied in;
+2. numpy, onnxruntime and pip installed on the host from wheels downloaded on the host (``pip download`` into
+   the cache, then ``pip install --target`` for CPython 3.11, the rootfs's Python) and copied in — not
+   Pillow, which the official image lacks too (Debian's ``EXTERNALLY-MANAGED`` marker stays, as in the
+   official image's Ubuntu: pip refuses a system install unless told to break it);
 3. the real ``tritonserver`` 2.51 binary, its libraries and the python backend from the ``nvidia-pytriton``
    wheel installed in this environment, and the project's Python-based ``onnxruntime`` backend.
 
@@ -63,8 +65,11 @@ def default_cache_dir() -> Path:
 
 
 def _wheel_pins() -> tuple[str, ...]:
-    """The host's numpy and onnxruntime versions, so the container computes what the host does."""
-    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "onnxruntime"))
+    """The host's numpy and onnxruntime versions, so the container computes what the host does; and pip,
+    which the official image has and the generated Dockerfile uses to add Pillow. Pillow itself is NOT
+    installed: the official image lacks it, and the image build must add it (the image tests hand the
+    build a Pillow wheel through IMAGE_PIP_WHEELS, as a user without network would)."""
+    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "onnxruntime", "pip"))
 
 
 def _pytriton_root() -> Path:
@@ -180,6 +185,25 @@ def _site_packages(cache: Path, log: Callable[[str], None]) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return site
+
+
+def pillow_wheels(cache_dir: Path | None = None, *, log: Callable[[str], None] = lambda line: None) -> Path:
+    """A folder holding the Pillow wheel the generated Dockerfile installs (the tool's own Pillow version) for
+    this image's Python: what a user without network hands the build through IMAGE_PIP_WHEELS. Downloaded
+    once on the host (``pip download``), cached."""
+    from cvtriton_triton.image_context import pillow_requirement
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = cache / f"pillow-wheels-{pillow_requirement().split('==')[1]}-cp{PYTHON_MINOR.replace('.', '')}"
+    if (folder / ".complete").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    platform_args = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
+    _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "download", "-q", "--no-deps", "-d",
+          str(folder), "--only-binary=:all:", "--python-version", PYTHON_MINOR, "--implementation", "cp",
+          *platform_args, pillow_requirement()], log)
+    (folder / ".complete").touch()
+    return folder
 
 
 def _context(rootfs: str, site: Path, digest: str) -> io.BytesIO:
