@@ -51,16 +51,17 @@ def scene(width: int = 320, height: int = 240, seed: int = 3) -> bytes:
 
 
 class Probe:
-    """A pipeline step that runs ``check(ctx)`` in a thread while the container of ``run-local`` is up."""
+    """A pipeline step that runs ``probe(ctx)`` in a thread while the container of ``run-local`` is up (not named
+    ``check``: that is the preflight hook every step may have)."""
 
     title = "probe the running container"
 
-    def __init__(self, check: Callable[[Any], Any], name: str = "probe") -> None:
-        self.check = check
+    def __init__(self, probe: Callable[[Any], Any], name: str = "probe") -> None:
+        self.probe = probe
         self.name = name
 
     async def run(self, ctx: Any) -> Any:
-        return await ctx.blocking(self.check, ctx)
+        return await ctx.blocking(self.probe, ctx)
 
 
 async def exported_workspace(kind: str, tmp_path: Path, workspace, standin_base: str):
