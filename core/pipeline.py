@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar
 
 from cvtriton_core.errors import UserError
-from cvtriton_core.events import Event, LogLine, Progress, StepFailed, StepFinished, StepStarted
+from cvtriton_core.events import Event, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted
 from cvtriton_core.redact import redact
 from cvtriton_core.run_state import RunState
 from cvtriton_core.settings import Settings
@@ -90,6 +90,12 @@ class StepContext:
     def log(self, line: str, *, source: str = "", level: str = "info") -> None:
         self._emit(LogLine(step=self.step, line=redact(line.rstrip("\n")), source=source, level=level))
 
+    def state_changed(self, resource: str, name: str, state: str, previous: str | None = None,
+                      detail: str = "") -> None:
+        """A followed cloud resource (endpoint, deployment) changed state: a typed event panes can show live."""
+        self._emit(StateChanged(step=self.step, resource=resource, name=name, state=state, previous=previous,
+                                detail=redact(detail)))
+
     def logger(self, source: str) -> Callable[[str], None]:
         """A plain callback for adapters that report line by line (thread-safe: see Pipeline)."""
         return functools.partial(self.log, source=source)
@@ -152,7 +158,8 @@ async def _run_one(step: Step, run: RunContext, emit: Callable[[Event], None]) -
     except UserError as exc:
         message = redact(exc.one_line())
         run.state.mark(step.name, "failed", message)
-        emit(StepFailed(step=step.name, message=message, exit_code=exc.exit_code, details=redact(_details(exc))))
+        details = getattr(exc, "details", "") or _details(exc)   # a step may attach what explains it (log lines)
+        emit(StepFailed(step=step.name, message=message, exit_code=exc.exit_code, details=redact(details)))
         return False
     except Exception as exc:  # an unexpected failure: still one line on screen, details kept for the log
         message = redact(f"{step.title} failed unexpectedly: {type(exc).__name__}: {_first_line(exc)} "

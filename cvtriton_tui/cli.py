@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", type=Path, help="model for the import step (default: <workdir>/export)")
     run.add_argument("--image", type=Path, help="test image for the test step")
     run.add_argument("--json", action="store_true", help="one JSON object per event per line on stdout")
+    from cvtriton_tui.cli_azureml import add_arguments as add_azureml_arguments
+
+    add_azureml_arguments(run)
     return parser
 
 

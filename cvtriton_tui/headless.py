@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from cvtriton_core.errors import UserError
-from cvtriton_core.events import Event, LogLine, Progress, StepFailed, StepFinished, StepStarted
+from cvtriton_core.event_text import describe_event
+from cvtriton_core.events import Event, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted
 from cvtriton_core.pipeline import RunContext, run_steps
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.registry import RunOptions, build_steps
@@ -26,6 +27,8 @@ def _print_human(event: Event) -> None:
         line = f"[ok] {event.step}: {event.summary}" + (" (already done)" if event.skipped else "")
     elif isinstance(event, StepFailed):
         line = f"[failed] {event.step}: {event.message}"
+    elif isinstance(event, StateChanged):
+        line = "    " + describe_event(event).plain
     else:
         return
     print(line, file=sys.stderr, flush=True)
@@ -89,7 +92,10 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
 async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     names = [n.strip() for n in args.steps.split(",") if n.strip()]
     settings = Settings.load(args.env_file, required=True)
-    options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain)
+    from cvtriton_tui.cli_azureml import options_from
+
+    options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain,
+                         requests=args.requests, azure=options_from(args))
     steps = build_steps(names, options)
     run = RunContext.create(settings, workdir)
     code, _ = await _drive(steps, run, json_events=args.json)

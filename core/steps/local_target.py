@@ -49,13 +49,19 @@ class TestResult:
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict:
-        preds = []
-        for p in self.predictions:
-            item: dict = {"label": p.label, "probability": float(p.probability)}
-            if p.box is not None:
-                item["box"] = {"left": p.box.left, "top": p.box.top, "width": p.box.width, "height": p.box.height}
-            preds.append(item)
-        return {"model": self.model, "task": self.task, "predictions": preds, "latency_ms": self.latency_ms}
+        return {"model": self.model, "task": self.task, "predictions": prediction_dicts(self.predictions),
+                "latency_ms": self.latency_ms}
+
+
+def prediction_dicts(predictions: tuple[Prediction, ...]) -> list[dict]:
+    """Predictions as ``local --json`` prints them: ``label``, ``probability`` and, for detection, ``box``."""
+    preds = []
+    for p in predictions:
+        item: dict = {"label": p.label, "probability": float(p.probability)}
+        if p.box is not None:
+            item["box"] = {"left": p.box.left, "top": p.box.top, "width": p.box.width, "height": p.box.height}
+        preds.append(item)
+    return preds
 
 
 class ImportModel:

@@ -6,11 +6,12 @@ Builders import their step modules lazily: importing the registry costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.steps.azureml_options import AzureOptions
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
+    azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
 
 
 def _project(o: RunOptions) -> Any:
@@ -69,6 +71,33 @@ def _test(o: RunOptions) -> Any:
     return TestModel(o.image, requests=o.requests)
 
 
+def _registry_login(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import RegistryLogin
+    return RegistryLogin()
+
+
+def _deploy(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Deploy
+    return Deploy(o.azure)
+
+
+def _endpoint_test(o: RunOptions) -> Any:
+    from cvtriton_core.steps.endpoint_test import EndpointTest
+    if o.image is None:
+        raise UserError("the endpoint-test step needs an image", "pass --image PATH")
+    return EndpointTest(o.image, requests=o.requests, options=o.azure)
+
+
+def _traffic(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Traffic
+    return Traffic(o.azure)
+
+
+def _delete(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Delete
+    return Delete(o.azure)
+
+
 BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "project": _project,
     "upload": _upload,
@@ -79,6 +108,11 @@ BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "repository": _repository,
     "serve-local": _serve_local,
     "test": _test,
+    "registry-login": _registry_login,   # before push: it hands push the registry credential
+    "deploy": _deploy,
+    "endpoint-test": _endpoint_test,
+    "traffic": _traffic,
+    "delete": _delete,
 }
 STEP_NAMES: tuple[str, ...] = tuple(BUILDERS)
 

@@ -1,0 +1,278 @@
+"""The ``endpoint-test`` step: the same image, preprocessing and Triton client as the local ``test`` step, sent
+over HTTPS to the Azure ML endpoint with ``Authorization: Bearer <key or token>`` and, to reach a deployment that
+has no traffic yet, ``azureml-model-deployment: <name>``. One warm-up request gives the predictions; then N timed
+requests at a chosen concurrency give p50/p95/p99 and throughput. Refusals are explained: 401 (key or token),
+404 (no route), 408 (timeout), 424 (the container answered non-200: its status from
+``ms-azureml-model-error-statuscode``), 429 (over the endpoint's concurrency limit), 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cvtriton_core.errors import UserError
+from cvtriton_core.pipeline import StepContext
+from cvtriton_core.steps.azureml_common import STATE_DEPLOYMENT, azureml, endpoint_name
+from cvtriton_core.steps.azureml_options import AzureOptions
+
+
+@dataclass(frozen=True)
+class EndpointTestResult:
+    summary: str
+    model: str
+    task: str
+    image: Path
+    endpoint: str
+    deployment: str | None          # None: routed by the endpoint's traffic split
+    predictions: tuple[dict, ...]   # the shape ``local --json`` prints
+    latency_ms: float               # p50
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput_rps: float
+    requests: int
+    concurrency: int
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "task": self.task, "predictions": list(self.predictions),
+                "latency_ms": self.latency_ms, "endpoint": self.endpoint, "deployment": self.deployment,
+                "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+                "throughput_rps": self.throughput_rps, "requests": self.requests, "concurrency": self.concurrency,
+                "failed": self.failed}
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    if not values:
+        return 0.0, 0.0, 0.0
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+def explain_status(status: int | None, message: str, *, model: str, deployment: str | None,
+                   limit_hint: str, container_status: str | None = None) -> tuple[str, str]:
+    """(cause, fix) for a refused request."""
+    target = f"deployment {deployment}" if deployment else "the endpoint"
+    if status == 401:
+        return (f"the endpoint refused the key or token (HTTP 401): {message}",
+                "run endpoint-test again (it reads the current key or a fresh token); check the auth mode")
+    if status == 403:
+        return f"the endpoint refused access (HTTP 403): {message}", "check the endpoint's network access settings"
+    if status == 404:
+        return (f"the endpoint has nowhere to send the request (HTTP 404): {message}",
+                "give traffic to a deployment (traffic step) or name one with --deployment")
+    if status == 408:
+        return (f"{target} did not answer within its request timeout (HTTP 408)",
+                "choose a bigger instance type, or check the container log for a slow model")
+    if status == 424:
+        inner = f"HTTP {container_status}" if container_status else "a non-200 status"
+        fix = {"400": "check the model's input name, shape and data type against the image's config.pbtxt",
+               "404": f"the image's model repository has no model {model}: rebuild the image from this run's "
+                      "repository (MODEL_NAME must match)"}.get(container_status or "",
+                                                                  "read the deployment's container log")
+        return f"the Triton container of {target} answered {inner}: {message}", fix
+    if status == 429:
+        return (f"{target} throttled the request (HTTP 429): more requests in flight than {limit_hint}",
+                "lower --concurrency, or deploy more instances")
+    if status in (502, 503):
+        return (f"{target} is not ready to serve (HTTP {status}): {message}",
+                "wait for the deploy step to finish, then read the deployment's container log")
+    if status and status >= 500:
+        return f"the endpoint failed (HTTP {status}): {message}", "run endpoint-test again later"
+    return message, "check the endpoint and the deployment in the Azure ML studio"
+
+
+class EndpointTest:
+    name = "endpoint-test"
+    title = "Test the Azure ML endpoint"
+
+    def __init__(self, image: Path, *, requests: int = 20, options: AzureOptions | None = None) -> None:
+        self.image = Path(image)
+        self.requests = max(1, requests)
+        self.o = options or AzureOptions()
+
+    async def run(self, ctx: StepContext) -> EndpointTestResult:
+        from cvtriton_core.adapters.azureml import MAX_CONCURRENT_PER_INSTANCE, MODEL_DEPLOYMENT_HEADER
+        from cvtriton_core.steps.local_target import prediction_dicts
+        from cvtriton_triton.model_repository import read_model_info
+        from cvtriton_triton.postprocess import predictions
+        from cvtriton_triton.preprocess import prepare
+
+        if not self.image.is_file():
+            raise UserError(f"test image {self.image} does not exist", "pass --image PATH (a JPEG or PNG)")
+        concurrency = self.o.concurrency
+        if not 1 <= concurrency <= 64:
+            raise UserError(f"concurrency {concurrency} is out of range", "choose 1 to 64")
+        repo, model = ctx.state.get("repository"), ctx.state.get("model_name")
+        if not repo or not model:
+            raise UserError("no model repository in this run (the test needs the model's inputs and outputs)",
+                            "run the repository step in this work folder first")
+        endpoint = endpoint_name(ctx, self.o.endpoint)
+        deployment = self.o.deployment or ctx.state.get(STATE_DEPLOYMENT)
+        az = azureml(ctx)
+        info_ep = await ctx.blocking(az.endpoint, endpoint)
+        if info_ep is None:
+            raise UserError(f"endpoint {endpoint} does not exist", "run the deploy step first")
+        instances = 1
+        if deployment:
+            dep = await ctx.blocking(az.deployment, endpoint, deployment)
+            if dep is None:
+                raise UserError(f"endpoint {endpoint} has no deployment {deployment}", "deploy it, or name another "
+                                "with --deployment")
+            if dep.state != "Succeeded":
+                raise UserError(f"deployment {deployment} is {dep.state}", "run the deploy step until it succeeds")
+            instances = dep.instance_count
+        host = urlsplit(info_ep.scoring_uri).netloc
+        if not host:
+            raise UserError(f"endpoint {endpoint} has no scoring URI yet", "wait for the deploy step to finish")
+        secret = await ctx.blocking(az.secret, endpoint)
+        info = await ctx.blocking(read_model_info, Path(repo) / model)
+        tensor = await ctx.blocking(prepare, self.image, info)
+        outputs_wanted = [o.name for o in info.outputs]
+        limit_hint = (f"2 x {MAX_CONCURRENT_PER_INSTANCE} (max_concurrent_requests_per_instance) x {instances} "
+                      f"instance(s) = {2 * MAX_CONCURRENT_PER_INSTANCE * instances}")
+        headers = {"Authorization": f"Bearer {secret.value}"}
+        if deployment:
+            headers[MODEL_DEPLOYMENT_HEADER] = deployment
+        ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or None
+        stop = threading.Event()
+
+        def client() -> Any:
+            from cvtriton_triton.infer_client import TritonHttpClient
+
+            return TritonHttpClient(host, ssl=True, headers=headers, ca_certs=ca_certs, timeout=180.0)
+
+        def warm_up() -> dict:
+            first = client()
+            try:
+                outputs, ms = first.timed_infer(model, info.input.name, tensor, outputs_wanted)
+            finally:
+                first.close()
+            ctx.log(f"first request (warm-up, not counted): {ms:.1f} ms", source="endpoint-test")
+            return outputs
+
+        def load() -> tuple[list[float], Counter, float]:
+            latencies: list[float] = []
+            errors: Counter = Counter()
+            lock = threading.Lock()
+            issued = [0]
+
+            def worker() -> None:
+                mine = client()
+                try:
+                    while not stop.is_set():
+                        with lock:
+                            if issued[0] >= self.requests:
+                                return
+                            issued[0] += 1
+                        try:
+                            _, ms = mine.timed_infer(model, info.input.name, tensor, outputs_wanted)
+                        except UserError as exc:
+                            with lock:
+                                errors[getattr(exc, "http_status", None) or 0] += 1
+                            continue
+                        with lock:
+                            latencies.append(ms)
+                            done = len(latencies) + sum(errors.values())
+                        ctx.progress(f"request {done}/{self.requests}: {ms:.1f} ms", done=done, total=self.requests)
+                finally:
+                    mine.close()
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="endpoint-test") as pool:
+                for future in [pool.submit(worker) for _ in range(concurrency)]:
+                    future.result()
+            return latencies, errors, time.perf_counter() - started
+
+        try:
+            try:
+                outputs = await ctx.blocking(warm_up)
+            except UserError as exc:
+                status = getattr(exc, "http_status", None)
+                if status == 401 and secret.kind == "aml_token":     # expired: one fresh token, once
+                    secret = await ctx.blocking(az.secret, endpoint)
+                    headers["Authorization"] = f"Bearer {secret.value}"
+                    outputs = await ctx.blocking(warm_up)
+                else:
+                    raise await self._refused(ctx, exc, host, model, info, tensor, headers, deployment,
+                                              limit_hint) from None
+            latencies, errors, wall_s = await ctx.blocking(load)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        failed = sum(errors.values())
+        for status, count in sorted(errors.items()):
+            cause, fix = explain_status(status or None, "", model=model, deployment=deployment, limit_hint=limit_hint)
+            ctx.log(f"{count} of {self.requests} requests failed: {cause} — {fix}", level="warning")
+        if not latencies:
+            worst = errors.most_common(1)[0][0] if errors else None
+            cause, fix = explain_status(worst or None, "every timed request failed", model=model,
+                                        deployment=deployment, limit_hint=limit_hint)
+            raise UserError(cause, fix, exit_code=1)
+        p50, p95, p99 = percentiles(latencies)
+        throughput = len(latencies) / wall_s if wall_s > 0 else 0.0
+        preds = tuple(predictions(outputs, info))
+        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
+        where = deployment or "traffic split"
+        summary = (f"{best} from {endpoint}/{where}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
+                   f"{throughput:.1f} req/s at concurrency {concurrency}"
+                   + (f", {failed} failed" if failed else ""))
+        return EndpointTestResult(
+            summary=summary, model=model, task=info.task, image=self.image, endpoint=endpoint, deployment=deployment,
+            predictions=tuple(prediction_dicts(preds)), latency_ms=p50, p50_ms=p50, p95_ms=p95, p99_ms=p99,
+            throughput_rps=throughput, requests=self.requests, concurrency=concurrency, failed=failed,
+            errors={f"HTTP {k}" if k else "no answer": v for k, v in errors.items()},
+            latencies_ms=tuple(latencies))
+
+    async def _refused(self, ctx: StepContext, exc: UserError, host: str, model: str, info: Any, tensor: Any,
+                       headers: dict[str, str], deployment: str | None, limit_hint: str) -> UserError:
+        status = getattr(exc, "http_status", None)
+        message = exc.cause.split(": ", 1)[-1] if status else exc.cause
+        container_status = None
+        if status == 424:
+            container_status, inner = await ctx.blocking(_diagnose_424, host, model, info, tensor, headers)
+            message = inner or message
+        if status is None:
+            return UserError(exc.cause, exc.fix, exit_code=1)
+        cause, fix = explain_status(status, message, model=model, deployment=deployment, limit_hint=limit_hint,
+                                    container_status=container_status)
+        return UserError(cause, fix, exit_code=1)
+
+
+def _diagnose_424(host: str, model: str, info: Any, tensor: Any, headers: dict[str, str]) -> tuple[str | None, str]:
+    """Send the same request once more without tritonclient to read Azure's model-error headers."""
+    import requests
+    import tritonclient.http as triton_http
+    from tritonclient.utils import np_to_triton_dtype
+
+    from cvtriton_core.adapters.azureml import MODEL_ERROR_STATUS_HEADER
+
+    request_input = triton_http.InferInput(info.input.name, list(tensor.shape), np_to_triton_dtype(tensor.dtype))
+    request_input.set_data_from_numpy(tensor, binary_data=True)
+    body, json_size = triton_http.InferenceServerClient.generate_request_body([request_input])
+    sent = {**headers, "Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        sent["Inference-Header-Content-Length"] = str(json_size)
+    try:
+        response = requests.post(f"https://{host}/v2/models/{model}/infer", data=body, headers=sent, timeout=180)
+    except requests.RequestException:
+        return None, ""
+    status = response.headers.get(MODEL_ERROR_STATUS_HEADER)
+    try:
+        detail = str(response.json().get("error") or response.json().get("message") or "")
+    except ValueError:
+        detail = response.text[:200]
+    return status, " ".join(detail.split())[:300]

@@ -1,0 +1,757 @@
+"""An HTTPS Azure Resource Manager emulator for what ``azure-ai-ml`` calls when it deploys to a managed online
+endpoint. The real SDK talks to it over the wire, selected by the standard ``ARM_CLOUD_METADATA_URL`` (its
+``/metadata/endpoints`` document) and trusting the test CA through ``REQUESTS_CA_BUNDLE``.
+
+Routes follow the SDK's generated request builders (``azure/ai/ml/_restclient/arm_ml_service/operations``):
+workspace ``GET``; the attached registry's ``Microsoft.ContainerRegistry/registries`` ``GET`` (``loginServer``);
+``locations/{l}/vmSizes`` and ``locations/{l}/usages``; ``onlineEndpoints`` and their ``deployments``
+``PUT``/``GET``/``DELETE``/list; ``environments/{n}/versions/{v}`` ``PUT``/``GET``; ``listKeys``, ``token``,
+``getLogs``. Writes are long-running operations as ARM runs them: ``201``/``200``/``202`` with
+``Azure-AsyncOperation`` (``mfeOperationsStatus``) and ``Location`` (``mfeOperationResults``) headers and
+``retry-after-ms`` on every poll, the status going ``InProgress`` → ``Succeeded`` | ``Failed`` with the service's
+``error`` body. Every request needs a Bearer token from the Entra stand-in for this Resource Manager; an
+expired one is 401 ``ExpiredAuthenticationToken``.
+
+Deployments are real (:mod:`cvtriton_standins.arm_deployments`): pulled from the registry stand-in into the
+local Docker Engine, run and probed; each endpoint is fronted by its own HTTPS scoring front
+(:mod:`cvtriton_standins.scoring_front`). Faults: ``inject(status, count, ops, retry_after)`` answers the next
+matching requests with 429/5xx; ``fail_next_deployment(code, message)`` fails the next deployment operation;
+``take_name(name)`` makes an endpoint name belong to someone else in the region; ``set_quota(family, limit,
+used)`` sets a VM family's vCPU quota; ``aml_token_lifetime_s`` sets how long endpoint tokens live.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from cvtriton_standins.arm_records import (
+    DEFAULT_SIZES, DEPLOYMENT_NAME, ENDPOINT_NAME, FAMILY_NAMES, PROVIDER, TROUBLESHOOTING, AmlToken, ArmError,
+    Deployment, Endpoint, Environment, Operation, VmSize, cores_needed, system_data,
+)
+from cvtriton_standins.entra_identity import TokenIssuer, TokenRejected
+from cvtriton_standins.scoring_front import NO_ROUTE, ScoringFront, request_timeout_s
+from cvtriton_standins.test_ca import TestCA
+
+SUBSCRIPTION = "00000000-0000-4000-8000-00000000a2b1"
+RESOURCE_GROUP = "rg-cvtriton"
+WORKSPACE = "ws-cvtriton"
+LOCATION = "westeurope"
+REGISTRY_NAME = "crcvtriton"
+_SEG = r"[^/]+"
+_WS = (rf"/subscriptions/(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/providers/{PROVIDER}"
+       rf"/workspaces/(?P<ws>{_SEG})")
+_LOC = rf"/subscriptions/(?P<sub>{_SEG})/providers/{PROVIDER}/locations/(?P<loc>{_SEG})"
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+    ops: frozenset[str] | None
+    retry_after: int | None
+
+
+@dataclass
+class ScoringRoute:
+    status: int = 0
+    message: str = ""
+    deployment: str | None = None
+    ports: list[int] = field(default_factory=list)
+    limit: int = 0
+    timeout_s: float = 5.0
+
+
+class ResourceManagerEmulator:
+    def __init__(self, folder: Path, ca: TestCA, issuer: TokenIssuer, *, registry_login_server: str | None,
+                 pull_auth: Callable[[str], dict[str, str] | None] | None = None,
+                 subscription: str = SUBSCRIPTION, resource_group: str = RESOURCE_GROUP,
+                 workspace: str = WORKSPACE, location: str = LOCATION, poll_ms: int = 50,
+                 time_scale: float = 1.0, provision_s: float = 0.2) -> None:
+        self.folder = Path(folder)
+        self.ca = ca
+        self.issuer = issuer
+        self.subscription, self.resource_group, self.workspace, self.location = (
+            subscription, resource_group, workspace, location)
+        self.poll_ms = poll_ms
+        self.time_scale = time_scale
+        self.provision_s = provision_s
+        self.aml_token_lifetime_s = 3600.0
+        self.id = uuid.uuid4().hex[:8]
+        self.sizes: dict[str, VmSize] = {s.name.lower(): s for s in DEFAULT_SIZES}
+        self.quota: dict[str, list[int]] = {family: [0, 24] for family in {s.family for s in DEFAULT_SIZES}}
+        self.quota["Standard NCASv3_T4 Family"] = [0, 0]          # GPU quota is 0 by default
+        self.registry_login_server = registry_login_server
+        self.registry_id = (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+                            f"Microsoft.ContainerRegistry/registries/{REGISTRY_NAME}") if registry_login_server else None
+        self.endpoints: dict[str, Endpoint] = {}
+        self.deployments: dict[tuple[str, str], Deployment] = {}
+        self.environments: dict[str, Environment] = {}
+        self.operations: dict[str, Operation] = {}
+        self.fronts: dict[str, ScoringFront] = {}
+        self.tokens: dict[str, list[AmlToken]] = {}
+        self.taken_names: set[str] = set()
+        self.requests: list[tuple[str, str, int]] = []             # (method, op, status)
+        self._faults: list[_Fault] = []
+        self._failures: list[ArmError] = []
+        self._lock = threading.RLock()
+        self._pull_auth = pull_auth or (lambda image: None)
+        self._server: ThreadingHTTPServer | None = None
+        self._runner = None
+
+    # lifecycle --------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() first"
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.url}/metadata/endpoints?api-version=2019-05-01"
+
+    @property
+    def cloud_name(self) -> str:
+        return f"CvtritonStandIn{self._server.server_address[1]}" if self._server else "CvtritonStandIn"
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.url + "/", self.url)
+
+    def start(self) -> "ResourceManagerEmulator":
+        from cvtriton_standins.arm_deployments import DeploymentRunner
+
+        self.server_cert = self.ca.server_cert("arm")
+        self._runner = DeploymentRunner(self.id, pull_auth=self._endpoint_pull_auth,
+                                        time_scale=lambda: self.time_scale)
+        handler = type("Handler", (_ArmHandler,), {"emulator": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.socket = self.server_cert.server_context().wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="arm-emulator", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop_all()
+        for front in list(self.fronts.values()):
+            front.stop()
+        self.fronts.clear()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "ResourceManagerEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every endpoint, deployment and fault (between tests sharing one emulator)."""
+        with self._lock:
+            names = list(self.endpoints)
+        for name in names:
+            self._drop_endpoint(name)
+        with self._lock:
+            self.environments.clear()
+            self.operations.clear()
+            self.tokens.clear()
+            self.taken_names.clear()
+            self.requests.clear()
+            self._faults.clear()
+            self._failures.clear()
+            for family in self.quota:
+                self.quota[family][0] = 0
+            self.quota["Standard NCASv3_T4 Family"] = [0, 0]
+            self.aml_token_lifetime_s = 3600.0
+
+    # faults and set-up ----------------------------------------------------------------------------
+    def inject(self, status: int = 500, count: int = 1, ops: tuple[str, ...] | None = None,
+               retry_after: int | None = None) -> None:
+        with self._lock:
+            self._faults.append(_Fault(status, count, frozenset(ops) if ops else None, retry_after))
+
+    def fail_next_deployment(self, code: str = "InternalServerError",
+                             message: str = "An internal server error occurred.") -> None:
+        with self._lock:
+            self._failures.append(ArmError(500, code, message))
+
+    def take_name(self, name: str) -> None:
+        with self._lock:
+            self.taken_names.add(name.lower())
+
+    def set_quota(self, family: str, limit: int, used: int = 0) -> None:
+        with self._lock:
+            self.quota[family] = [used, limit]
+
+    def attach_registry(self, login_server: str, pull_auth: Callable[[str], dict[str, str] | None]) -> None:
+        """Attach a registry to the workspace; ``pull_auth(image)`` is the endpoint identity's credential."""
+        with self._lock:
+            self.registry_login_server = login_server
+            self.registry_id = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/"
+                                f"providers/Microsoft.ContainerRegistry/registries/{REGISTRY_NAME}")
+            self._pull_auth = pull_auth
+
+    def detach_registry(self) -> None:
+        with self._lock:
+            self.registry_id = None
+
+    def _endpoint_pull_auth(self, image: str) -> dict[str, str] | None:
+        """The endpoint's identity may pull only from the workspace's attached registry (AcrPull)."""
+        with self._lock:
+            attached = self.registry_id is not None and self.registry_login_server
+            host = image.split("/", 1)[0] if "/" in image else ""
+            return self._pull_auth(image) if attached and host == self.registry_login_server else None
+
+    # scoring ------------------------------------------------------------------------------------
+    def route_scoring(self, endpoint_name: str, token: str, wanted: str | None) -> ScoringRoute:
+        with self._lock:
+            endpoint = self.endpoints.get(endpoint_name)
+            if endpoint is None:
+                return ScoringRoute(404, f"Endpoint {endpoint_name} not found.")
+            if not self._token_ok(endpoint, token):
+                return ScoringRoute(401, "Unauthorized: the key or token is missing, wrong or expired.")
+            if wanted:
+                name = next((d for (e, d) in self.deployments if e == endpoint_name and d.lower() == wanted.lower()),
+                            None)
+                if name is None:
+                    return ScoringRoute(404, f"Deployment {wanted} not found in endpoint {endpoint_name}.")
+            else:
+                weights = {d: w for d, w in endpoint.traffic.items() if w > 0}
+                if not weights:
+                    return ScoringRoute(404, NO_ROUTE)
+                name = random.choices(list(weights), weights=list(weights.values()))[0]
+            deployment = self.deployments.get((endpoint_name, name))
+            if deployment is None:
+                return ScoringRoute(404, NO_ROUTE)
+            settings = deployment.props.get("requestSettings") or {}
+            per_instance = int(settings.get("maxConcurrentRequestsPerInstance") or 1)
+            limit = 2 * per_instance * deployment.instance_count
+            timeout = request_timeout_s(deployment.props)
+        ports = self._runner.ready_ports(endpoint_name, name) if self._runner else []
+        if not ports:
+            return ScoringRoute(503, f"Deployment {name} has no ready instance yet.")
+        return ScoringRoute(deployment=name, ports=ports, limit=limit, timeout_s=timeout)
+
+    def _token_ok(self, endpoint: Endpoint, token: str) -> bool:
+        if not token:
+            return False
+        if endpoint.auth_mode.lower() == "key":
+            return secrets.compare_digest(token, endpoint.primary_key) or secrets.compare_digest(
+                token, endpoint.secondary_key)
+        if endpoint.auth_mode.lower() == "amltoken":
+            return any(t.value == token and t.valid() for t in self.tokens.get(endpoint.name, []))
+        try:
+            self.issuer.verify(token, ("https://ml.azure.com", "https://ml.azure.com/"))
+            return True
+        except TokenRejected:
+            return False
+
+    # request handling ---------------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: dict[str, Any] | None,
+               meta: dict[str, str]) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        if method == "GET" and path.rstrip("/") == "/metadata/endpoints":
+            meta["op"] = "metadata"
+            return 200, self.cloud_metadata(), {}
+        for verb, pattern, op, fn in _ROUTES:
+            if verb != method:
+                continue
+            match = pattern.fullmatch(path)
+            if not match:
+                continue
+            meta["op"] = op
+            self._check_token(headers.get("Authorization", ""))
+            if "api-version" not in query:
+                raise ArmError(400, "MissingApiVersionParameter",
+                               "The api-version query parameter (?api-version=) is required for all requests.")
+            fault = self._take_fault(op)
+            if fault is not None:
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                code = "TooManyRequests" if fault.status == 429 else "InternalServerError"
+                raise ArmError(fault.status, code, "The request is being throttled." if fault.status == 429
+                               else "An internal server error occurred. Please retry.", headers=extra)
+            params = {k: v for k, v in match.groupdict().items()}
+            self._check_scope(params)
+            return fn(self, params, body or {}, query)
+        raise ArmError(404, "NoRegisteredProviderFound" if "/providers/" in path else "NotFound",
+                       f"No route for {method} {path} in the Resource Manager emulator.")
+
+    def _check_token(self, header: str) -> None:
+        if not header.lower().startswith("bearer "):
+            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is "
+                           "missing.", headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.'
+                                                "microsoftonline.com/common\", error=\"invalid_token\""})
+        try:
+            self.issuer.verify(header[7:].strip(), self.audiences)
+        except TokenRejected as exc:
+            description = "The access token has expired." if exc.code.startswith("Expired") else exc.message
+            raise ArmError(401, exc.code, exc.message, headers={
+                "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
+                                    f'{self.issuer.tenant_id}", error="invalid_token", '
+                                    f'error_description="{description}"'}) from None
+
+    def _check_scope(self, params: dict[str, str]) -> None:
+        if params.get("sub", self.subscription).lower() != self.subscription.lower():
+            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{params['sub']}' could not be found.")
+        if "rg" in params and params["rg"].lower() != self.resource_group.lower():
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found.")
+        if "ws" in params and params["ws"].lower() != self.workspace.lower():
+            raise ArmError(404, "ResourceNotFound", f"The Resource '{PROVIDER}/workspaces/{params['ws']}' under "
+                           f"resource group '{params['rg']}' was not found.")
+        if "loc" in params and params["loc"].lower() != self.location:
+            raise ArmError(400, "NoRegisteredProviderFound",
+                           f"No registered resource provider found for location '{params['loc']}'.")
+
+    def _take_fault(self, op: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining > 0 and (fault.ops is None or op in fault.ops):
+                    fault.remaining -= 1
+                    return fault
+        return None
+
+    def cloud_metadata(self) -> dict[str, Any]:
+        return {"name": self.cloud_name, "portal": "https://portal.standin.local",
+                "resourceManager": self.url + "/",
+                "authentication": {"loginEndpoint": self.url + "/login/", "audiences": [self.url + "/"],
+                                   "tenant": "common", "identityProvider": "AAD"},
+                "suffixes": {"storage": "core.standin.local", "acrLoginServer": "azurecr.standin.local"},
+                "graph": self.url + "/graph/", "graphAudience": self.url + "/graph/"}
+
+    # LRO helpers --------------------------------------------------------------------------------
+    def _operation(self) -> tuple[Operation, dict[str, str]]:
+        op_id = uuid.uuid4().hex
+        base = f"{self.url}/subscriptions/{self.subscription}/providers/{PROVIDER}/locations/{self.location}"
+        op = Operation(id=f"{base}/mfeOperationsStatus/{op_id}", location=f"{base}/mfeOperationResults/{op_id}")
+        with self._lock:
+            self.operations[op_id] = op
+        api = "api-version=2025-12-01"
+        return op, {"Azure-AsyncOperation": f"{op.id}?{api}", "Location": f"{op.location}?{api}",
+                    "x-ms-async-operation-timeout": "PT1H", "retry-after-ms": str(self.poll_ms)}
+
+    def _later(self, seconds: float, fn: Callable[[], None]) -> None:
+        timer = threading.Timer(seconds, fn)
+        timer.daemon = True
+        timer.start()
+
+    def _ws_id(self) -> str:
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/{PROVIDER}"
+                f"/workspaces/{self.workspace}")
+
+    # routes: workspace, registry, sizes, usages ------------------------------------------------------
+    def get_workspace(self, params, body, query):
+        props = {"friendlyName": self.workspace, "description": "", "workspaceId": str(uuid.UUID(int=0x5eed)),
+                 "containerRegistry": self.registry_id,
+                 "storageAccount": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/"
+                                   f"providers/Microsoft.Storage/storageAccounts/stcvtriton",
+                 "keyVault": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/"
+                             f"providers/Microsoft.KeyVault/vaults/kv-cvtriton",
+                 "applicationInsights": None, "hbiWorkspace": False, "provisioningState": "Succeeded",
+                 "publicNetworkAccess": "Enabled",
+                 "discoveryUrl": f"{self.url}/discovery", "mlFlowTrackingUri": f"azureml://{self.location}.api"}
+        return 200, {"id": self._ws_id(), "name": self.workspace, "type": f"{PROVIDER}/workspaces",
+                     "location": self.location, "tags": {}, "kind": "Default",
+                     "sku": {"name": "Basic", "tier": "Basic"},
+                     "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()),
+                                  "tenantId": self.issuer.tenant_id},
+                     "systemData": system_data(), "properties": props}, {}
+
+    def get_registry(self, params, body, query):
+        wanted = (f"/subscriptions/{params['sub']}/resourceGroups/{params['rg']}/providers/"
+                  f"Microsoft.ContainerRegistry/registries/{params['name']}")
+        if not self.registry_login_server or not self.registry_id or wanted.lower() != self.registry_id.lower():
+            raise ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.ContainerRegistry/registries/"
+                           f"{params['name']}' under resource group '{params['rg']}' was not found.")
+        return 200, {"id": self.registry_id, "name": params["name"],
+                     "type": "Microsoft.ContainerRegistry/registries", "location": self.location, "tags": {},
+                     "sku": {"name": "Basic", "tier": "Basic"}, "systemData": system_data(),
+                     "properties": {"loginServer": self.registry_login_server, "adminUserEnabled": False,
+                                    "provisioningState": "Succeeded", "publicNetworkAccess": "Enabled",
+                                    "creationDate": system_data()["createdAt"]}}, {}
+
+    def list_sizes(self, params, body, query):
+        return 200, {"value": [s.to_json() for s in self.sizes.values()]}, {}
+
+    def list_usages(self, params, body, query):
+        with self._lock:
+            items = [{"id": f"/subscriptions/{self.subscription}/providers/{PROVIDER}/locations/{self.location}/"
+                            f"usages/{family}",
+                      "amlWorkspaceLocation": self.location, "type": f"{PROVIDER}/vmFamily/usages", "unit": "Count",
+                      "currentValue": used, "limit": limit,
+                      "name": {"value": family, "localizedValue": FAMILY_NAMES.get(family, family)}}
+                     for family, (used, limit) in sorted(self.quota.items())]
+        return 200, {"value": items, "nextLink": None}, {}
+
+    # routes: environments -------------------------------------------------------------------------
+    def put_environment(self, params, body, query):
+        arm_id = f"{self._ws_id()}/environments/{params['name']}/versions/{params['version']}"
+        props = dict(body.get("properties") or {})
+        if not props.get("image") and not props.get("build"):
+            raise ArmError(400, "UserError", "An environment needs an image or a build context.")
+        props.update({"environmentType": "UserCreated", "provisioningState": "Succeeded"})
+        stored = {"id": arm_id, "name": params["version"], "type": f"{PROVIDER}/workspaces/environments/versions",
+                  "systemData": system_data(), "properties": props}
+        with self._lock:
+            existed = arm_id.lower() in self.environments
+            self.environments[arm_id.lower()] = Environment(arm_id, stored)
+        return (200 if existed else 201), stored, {}
+
+    def get_environment(self, params, body, query):
+        arm_id = f"{self._ws_id()}/environments/{params['name']}/versions/{params['version']}"
+        env = self.environments.get(arm_id.lower())
+        if env is None:
+            raise ArmError(404, "UserError", f"Could not find asset with ID: {arm_id}")
+        return 200, env.body, {}
+
+    # routes: endpoints --------------------------------------------------------------------------
+    def _endpoint(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise ArmError(404, "ResourceNotFound",
+                           f"Resource {PROVIDER}/workspaces/{self.workspace}/onlineEndpoints/{name} not found.")
+        return endpoint
+
+    def get_endpoint(self, params, body, query):
+        with self._lock:
+            return 200, self._endpoint(params["e"]).to_json(self.issuer.tenant_id), {}
+
+    def list_endpoints(self, params, body, query):
+        with self._lock:
+            return 200, {"value": [e.to_json(self.issuer.tenant_id) for e in self.endpoints.values()]}, {}
+
+    def put_endpoint(self, params, body, query):
+        name = params["e"]
+        props = body.get("properties") or {}
+        if not ENDPOINT_NAME.fullmatch(name):
+            raise ArmError(400, "BadArgument", f"Endpoint name '{name}' is invalid: it must be 3 to 32 characters, "
+                           "start with a letter and contain only letters, digits and hyphens, ending with a letter "
+                           "or digit.")
+        traffic = {k: int(v) for k, v in (props.get("traffic") or {}).items()}
+        with self._lock:
+            if name.lower() in self.taken_names:
+                raise ArmError(400, "UserError", f"The specified endpoint name '{name}' is not available. Endpoint "
+                               "names must be unique within the region. Please choose a different name and try "
+                               "again.")
+            endpoint = self.endpoints.get(name)
+            if endpoint is not None and endpoint.provisioning_state == "Deleting":
+                raise ArmError(409, "Conflict", f"Endpoint {name} is being deleted; retry when it is gone.")
+            self._check_traffic(name, traffic)
+            op, headers = self._operation()
+            if endpoint is None:
+                auth = str(props.get("authMode") or "Key")
+                if auth.lower() not in ("key", "amltoken", "aadtoken"):
+                    raise ArmError(400, "BadArgument", f"Auth mode '{auth}' is not supported.")
+                endpoint = Endpoint(name=name, arm_id=f"{self._ws_id()}/onlineEndpoints/{name}",
+                                    location=str(body.get("location") or self.location), auth_mode=auth,
+                                    tags=dict(body.get("tags") or {}), description=str(props.get("description") or ""),
+                                    traffic=traffic, properties=dict(props.get("properties") or {}))
+                front = ScoringFront(self, name)
+                self.fronts[name] = front
+                endpoint.scoring_uri = front.scoring_uri
+                self.endpoints[name] = endpoint
+                status = 201
+            else:
+                endpoint.tags = dict(body.get("tags") or endpoint.tags)
+                endpoint.description = str(props.get("description") or endpoint.description)
+                endpoint.traffic = traffic
+                endpoint.provisioning_state = "Updating"
+                status = 200
+            snapshot = endpoint.to_json(self.issuer.tenant_id)
+
+        def settle() -> None:
+            with self._lock:
+                if self.endpoints.get(name) is endpoint and endpoint.provisioning_state in ("Creating", "Updating"):
+                    endpoint.provisioning_state = "Succeeded"
+            op.finish()
+
+        self._later(self.provision_s, settle)
+        return status, snapshot, headers
+
+    def _check_traffic(self, endpoint: str, traffic: dict[str, int]) -> None:
+        for deployment, weight in traffic.items():
+            if (endpoint, deployment) not in self.deployments:
+                raise ArmError(400, "BadArgument", f"Traffic rule refers to deployment '{deployment}', which does "
+                               f"not exist in endpoint '{endpoint}'.")
+            if not 0 <= weight <= 100:
+                raise ArmError(400, "BadArgument", f"Traffic for deployment '{deployment}' must be 0 to 100.")
+        total = sum(traffic.values())
+        if traffic and total != 100:
+            raise ArmError(400, "BadArgument", f"Traffic values must add up to 100 (they add up to {total}).")
+
+    def delete_endpoint(self, params, body, query):
+        name = params["e"]
+        with self._lock:
+            endpoint = self.endpoints.get(name)
+            if endpoint is None:
+                return 204, None, {}
+            endpoint.provisioning_state = "Deleting"
+            op, headers = self._operation()
+
+        def gone() -> None:
+            self._drop_endpoint(name)
+            op.finish()
+
+        self._later(self.provision_s, gone)
+        return 202, None, headers
+
+    def _drop_endpoint(self, name: str) -> None:
+        with self._lock:
+            keys = [k for k in self.deployments if k[0] == name]
+        for key in keys:
+            self._drop_deployment(*key)
+        with self._lock:
+            self.endpoints.pop(name, None)
+            self.tokens.pop(name, None)
+            front = self.fronts.pop(name, None)
+        if front is not None:
+            front.stop()
+
+    def list_keys(self, params, body, query):
+        with self._lock:
+            endpoint = self._endpoint(params["e"])
+            if endpoint.auth_mode.lower() != "key":
+                raise ArmError(400, "BadArgument", f"Endpoint {endpoint.name} does not use keys "
+                               f"(auth mode {endpoint.auth_mode}).")
+            return 200, {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}, {}
+
+    def get_token(self, params, body, query):
+        with self._lock:
+            endpoint = self._endpoint(params["e"])
+            if endpoint.auth_mode.lower() != "amltoken":
+                raise ArmError(400, "BadArgument", f"Endpoint {endpoint.name} does not use AML tokens "
+                               f"(auth mode {endpoint.auth_mode}).")
+            now = time.time()
+            token = AmlToken(secrets.token_urlsafe(48), now + self.aml_token_lifetime_s)
+            self.tokens.setdefault(endpoint.name, []).append(token)
+            return 200, {"accessToken": token.value, "tokenType": "Bearer", "expiryTimeUtc": int(token.expires),
+                         "refreshAfterTimeUtc": int(now + self.aml_token_lifetime_s / 2)}, {}
+
+    # routes: deployments ------------------------------------------------------------------------
+    def _deployment(self, endpoint: str, name: str) -> Deployment:
+        deployment = self.deployments.get((endpoint, name))
+        if deployment is None:
+            raise ArmError(404, "ResourceNotFound", f"Resource {PROVIDER}/workspaces/{self.workspace}/"
+                           f"onlineEndpoints/{endpoint}/deployments/{name} not found.")
+        return deployment
+
+    def get_deployment(self, params, body, query):
+        with self._lock:
+            self._endpoint(params["e"])
+            return 200, self._deployment(params["e"], params["d"]).to_json(), {}
+
+    def list_deployments(self, params, body, query):
+        with self._lock:
+            self._endpoint(params["e"])
+            return 200, {"value": [d.to_json() for (e, _), d in self.deployments.items() if e == params["e"]]}, {}
+
+    def put_deployment(self, params, body, query):
+        endpoint_name, name = params["e"], params["d"]
+        props = body.get("properties") or {}
+        if not DEPLOYMENT_NAME.fullmatch(name):
+            raise ArmError(400, "BadArgument", f"Deployment name '{name}' is invalid: 3 to 32 letters, digits and "
+                           "hyphens, starting and ending with a letter or digit.")
+        with self._lock:
+            endpoint = self._endpoint(endpoint_name)
+            if endpoint.provisioning_state == "Deleting":
+                raise ArmError(409, "Conflict", f"Endpoint {endpoint_name} is being deleted.")
+            size = self.sizes.get(str(props.get("instanceType") or "").lower())
+            if size is None:
+                raise ArmError(400, "BadArgument", f"The instance type '{props.get('instanceType')}' is not "
+                               f"supported in region {self.location}.")
+            environment = self.environments.get(str(props.get("environmentId") or "").lower())
+            if environment is None:
+                raise ArmError(400, "BadArgument", f"Environment '{props.get('environmentId')}' was not found.")
+            deployment = self.deployments.get((endpoint_name, name))
+            status = 200 if deployment is not None else 201
+            if deployment is None:
+                deployment = Deployment(name=name, endpoint=endpoint_name,
+                                        arm_id=f"{endpoint.arm_id}/deployments/{name}",
+                                        location=str(body.get("location") or self.location), body=body)
+                self.deployments[(endpoint_name, name)] = deployment
+            else:
+                deployment.body = body
+                deployment.system["lastModifiedAt"] = system_data()["lastModifiedAt"]
+            deployment.generation += 1
+            generation = deployment.generation
+            deployment.provisioning_state = "Creating" if status == 201 else "Updating"
+            op, headers = self._operation()
+            failure = self._failures.pop(0) if self._failures else None
+            quota_error = self._hold_quota(deployment, size)
+            snapshot = deployment.to_json()
+
+        def is_current() -> bool:
+            with self._lock:
+                return self.deployments.get((endpoint_name, name)) is deployment and deployment.generation == generation
+
+        def done(error: ArmError | None) -> None:
+            with self._lock:
+                if is_current():
+                    deployment.provisioning_state = "Failed" if error else "Succeeded"
+            op.finish(error)
+
+        if quota_error is not None or failure is not None:
+            self._later(self.provision_s, lambda: done(quota_error or failure))
+        else:
+            self._runner.provision(deployment, environment, on_done=done, is_current=is_current)
+        return status, snapshot, headers
+
+    def _hold_quota(self, deployment: Deployment, size: VmSize) -> ArmError | None:
+        """Move the deployment's cores to its (new) family; an error when the quota cannot take them."""
+        needed = cores_needed(size, deployment.instance_count)
+        if deployment.family in self.quota:
+            self.quota[deployment.family][0] -= deployment.cores_held
+        deployment.cores_held, deployment.family = 0, ""
+        used, limit = self.quota.setdefault(size.family, [0, 0])
+        if used + needed > limit:
+            return ArmError(400, "OutOfQuota", f"Not enough quota available for {size.name} in SubscriptionId "
+                            f"{self.subscription}. Current usage/limit: {used}/{limit}. Additional needed: {needed} "
+                            + TROUBLESHOOTING.format(anchor="outofquota"))
+        self.quota[size.family][0] += needed
+        deployment.cores_held, deployment.family = needed, size.family
+        return None
+
+    def delete_deployment(self, params, body, query):
+        endpoint_name, name = params["e"], params["d"]
+        with self._lock:
+            endpoint = self._endpoint(endpoint_name)
+            if (endpoint_name, name) not in self.deployments:
+                return 204, None, {}
+            if endpoint.traffic.get(name, 0) > 0:
+                raise ArmError(400, "BadArgument", f"Deployment '{name}' receives {endpoint.traffic[name]}% of "
+                               f"the traffic of endpoint '{endpoint_name}'. Set its traffic to 0 before deleting it.")
+            self.deployments[(endpoint_name, name)].provisioning_state = "Deleting"
+            op, headers = self._operation()
+
+        def gone() -> None:
+            self._drop_deployment(endpoint_name, name)
+            op.finish()
+
+        self._later(self.provision_s, gone)
+        return 202, None, headers
+
+    def _drop_deployment(self, endpoint: str, name: str) -> None:
+        with self._lock:
+            deployment = self.deployments.pop((endpoint, name), None)
+            if deployment is not None and deployment.family in self.quota:
+                self.quota[deployment.family][0] -= deployment.cores_held
+        if self._runner is not None:
+            self._runner.remove(endpoint, name)
+
+    def get_logs(self, params, body, query):
+        with self._lock:
+            self._endpoint(params["e"])
+            self._deployment(params["e"], params["d"])
+        tail = int(body.get("tail") or 100)
+        container = str(body.get("containerType") or "InferenceServer")
+        if container.lower() == "storageinitializer":
+            return 200, {"content": ""}, {}      # a custom container with the model inside has nothing to fetch
+        text = self._runner.logs(params["e"], params["d"], tail) if self._runner else ""
+        lines = text.splitlines()[-tail:]
+        return 200, {"content": "\n".join(lines) + ("\n" if lines else "")}, {}
+
+    # routes: operations -------------------------------------------------------------------------
+    def operation_status(self, params, body, query):
+        op = self.operations.get(params["id"])
+        if op is None:
+            raise ArmError(404, "ResourceNotFound", "Operation not found.")
+        headers = {"retry-after-ms": str(self.poll_ms)} if op.status == "InProgress" else {}
+        return 200, op.to_json(), headers
+
+    def operation_result(self, params, body, query):
+        op = self.operations.get(params["id"])
+        if op is None:
+            raise ArmError(404, "ResourceNotFound", "Operation not found.")
+        if op.status == "InProgress":
+            return 202, None, {"Location": f"{op.location}?api-version=2025-12-01", "retry-after-ms": str(self.poll_ms)}
+        if op.error is not None:
+            raise op.error
+        return 200, {}, {}
+
+
+def _route(verb: str, pattern: str, op: str, fn: Callable) -> tuple[str, re.Pattern[str], str, Callable]:
+    return verb, re.compile(pattern, re.IGNORECASE), op, fn
+
+
+E = ResourceManagerEmulator
+_ROUTES = [
+    _route("GET", _WS, "workspace.get", E.get_workspace),
+    _route("GET", rf"/subscriptions/(?P<sub>{_SEG})/resourceGroups/(?P<rg_any>{_SEG})/providers/"
+                  rf"Microsoft\.ContainerRegistry/registries/(?P<name>{_SEG})", "registry.get",
+           lambda self, p, b, q: E.get_registry(self, {**p, "rg": p.pop("rg_any")}, b, q)),
+    _route("GET", _LOC + "/vmSizes", "vmsizes.list", E.list_sizes),
+    _route("GET", _LOC + "/usages", "usages.list", E.list_usages),
+    _route("GET", _LOC + rf"/mfeOperationsStatus/(?P<id>{_SEG})", "operation.status", E.operation_status),
+    _route("GET", _LOC + rf"/mfeOperationResults/(?P<id>{_SEG})", "operation.result", E.operation_result),
+    _route("PUT", _WS + rf"/environments/(?P<name>{_SEG})/versions/(?P<version>{_SEG})", "environment.put",
+           E.put_environment),
+    _route("GET", _WS + rf"/environments/(?P<name>{_SEG})/versions/(?P<version>{_SEG})", "environment.get",
+           E.get_environment),
+    _route("GET", _WS + "/onlineEndpoints", "endpoint.list", E.list_endpoints),
+    _route("GET", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})", "endpoint.get", E.get_endpoint),
+    _route("PUT", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})", "endpoint.put", E.put_endpoint),
+    _route("DELETE", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})", "endpoint.delete", E.delete_endpoint),
+    _route("POST", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/listKeys", "endpoint.keys", E.list_keys),
+    _route("POST", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/token", "endpoint.token", E.get_token),
+    _route("GET", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/deployments", "deployment.list", E.list_deployments),
+    _route("GET", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/deployments/(?P<d>{_SEG})", "deployment.get",
+           E.get_deployment),
+    _route("PUT", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/deployments/(?P<d>{_SEG})", "deployment.put",
+           E.put_deployment),
+    _route("DELETE", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/deployments/(?P<d>{_SEG})", "deployment.delete",
+           E.delete_deployment),
+    _route("POST", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})/deployments/(?P<d>{_SEG})/getLogs", "deployment.logs",
+           E.get_logs),
+]
+
+
+class _ArmHandler(BaseHTTPRequestHandler):
+    emulator: ResourceManagerEmulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, payload: dict[str, Any] | None, headers: dict[str, str]) -> None:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        if payload is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        self.send_header("x-ms-correlation-request-id", self.headers.get("x-ms-client-request-id") or str(uuid.uuid4()))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        meta = {"op": "?"}
+        try:
+            body = json.loads(raw) if raw else None
+            status, payload, headers = self.emulator.handle(self.command, parts.path, query, self.headers, body, meta)
+        except ArmError as exc:
+            status, payload, headers = exc.status, exc.body(), exc.headers
+        except json.JSONDecodeError:
+            status, payload, headers = 400, ArmError(400, "InvalidRequestContent", "The request content was "
+                                                     "invalid and could not be deserialized.").body(), {}
+        self.emulator.requests.append((self.command, meta["op"], status))
+        self._send(status, payload, headers)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _handle   # noqa: N815
+
