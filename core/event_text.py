@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cvtriton_core.events import Event, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted
+from cvtriton_core.events import (
+    Event, LayerProgress, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted,
+)
 
 Tone = Literal["heading", "info", "ok", "warning", "error", "cancelled"]
 
@@ -45,6 +47,20 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
             percent = f"{fraction * 100:5.1f}% " if fraction is not None else ""
             eta = f" (ETA {eta_s:.0f}s)" if eta_s is not None else ""
             return EventText(f"    {percent}{message}{eta}")
+        case LayerProgress(status="exists", layer=layer, direction=direction, step=step):
+            where = "the registry" if direction == "push" else "this machine"
+            return EventText(f"layer {layer}: already on {where}, not sent", prefix=f"[{step}] ")
+        case LayerProgress(status="done", layer=layer, direction=direction, current=current, total=total, step=step):
+            moved = current if current is not None else total
+            size = f" ({_megabytes(moved)})" if moved is not None else ""
+            return EventText(f"layer {layer}: {'sent' if direction == 'push' else 'received'}{size}",
+                             prefix=f"[{step}] ")
+        case LayerProgress() if not with_replaceable_progress:
+            return None
+        case LayerProgress(layer=layer, status=status, current=current, total=total, step=step):
+            amount = f" {_megabytes(current)}" if current is not None else ""
+            amount += f" of {_megabytes(total)}" if total is not None and current is not None else ""
+            return EventText(f"layer {layer}: {status}{amount}", prefix=f"[{step}] ")
         case StepFinished(step=step, summary=summary, skipped=skipped):
             return EventText(f"✔ {step}: {summary}" + (" (already done)" if skipped else ""), "ok")
         case StepFailed(step=step, message=message, cancelled=True):
@@ -52,3 +68,7 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
         case StepFailed(step=step, message=message):
             return EventText(f"✖ {step}: {message}", "error")
     return None
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"

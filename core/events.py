@@ -74,6 +74,20 @@ class StateChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LayerProgress(Event):
+    """One image layer moving between the Docker daemon and a registry (push or pull): a pane keeps one row
+    per ``layer`` and replaces it with each update. Statuses: "waiting", "transferring", "extracting" (pull),
+    "done" (sent or received), "exists" (the other side had it: nothing sent)."""
+
+    kind: ClassVar[str] = "layer"
+    layer: str                # the layer's short id, as the daemon names it (12 hex characters)
+    direction: str            # "push" | "pull"
+    status: str
+    current: int | None = None   # bytes moved so far (uncompressed, as the daemon counts)
+    total: int | None = None     # the layer's bytes when known
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepFinished(Event):
     kind: ClassVar[str] = "finished"
     summary: str = ""

@@ -96,6 +96,10 @@ class StepContext:
         self._emit(StateChanged(step=self.step, resource=resource, name=name, state=state, previous=previous,
                                 detail=redact(detail)))
 
+    def emit(self, event: Event) -> None:
+        """Emit a typed event with no free text of its own (``LayerProgress``); thread-safe like ``log``."""
+        self._emit(event)
+
     def logger(self, source: str) -> Callable[[str], None]:
         """A plain callback for adapters that report line by line (thread-safe: see Pipeline)."""
         return functools.partial(self.log, source=source)

@@ -13,6 +13,7 @@ from dotenv import dotenv_values
 from cvtriton_core.errors import SettingsError
 from cvtriton_core.fsutil import atomic_write_bytes, atomic_write_text
 from cvtriton_core.redact import mask, register_secret
+from cvtriton_triton.image_context import DEFAULT_BASE_IMAGE, check_image_reference, check_registry
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
@@ -55,7 +56,7 @@ def _key(value: str) -> str | None:
 @dataclass(frozen=True)
 class Variable:
     name: str
-    group: str                         # "Azure ML" | "Custom Vision resource" | "Custom Vision project" | "Triton"
+    group: str                         # "Azure ML" | "Custom Vision resource" | "Custom Vision project" | "Triton" | "Container image"
     help: str
     required_for: frozenset[str]       # targets needing it: {"azure"}; empty = optional
     secret: bool = False
@@ -84,6 +85,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ENDPOINT_NAME", "Triton", "Azure ML online endpoint name (3-32, unique in the region)", AZURE, check=_pattern(ENDPOINT_NAME, "3-32 letters, digits or -, starting with a letter")),
     Variable("MODEL_NAME", "Triton", "Model name in the Triton repository", frozenset(), check=_pattern(MODEL_NAME, "letters, digits, _ . - (no spaces)"), default="customvision"),
     Variable("MODEL_VERSION", "Triton", "Model version folder", frozenset(), check=_positive_int, default="1"),
+    Variable("TRITON_BASE_IMAGE", "Container image", "Triton image the built image starts FROM", frozenset(),
+             check=check_image_reference, default=DEFAULT_BASE_IMAGE),
+    Variable("IMAGE_REGISTRY", "Container image", "Registry the image is pushed to (host[:port][/namespace])",
+             frozenset(), check=check_registry),
+    Variable("IMAGE_REGISTRY_USERNAME", "Container image", "Registry user (empty: no login)", frozenset()),
+    Variable("IMAGE_REGISTRY_PASSWORD", "Container image", "Registry password or token", frozenset(), secret=True),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 

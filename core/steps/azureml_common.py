@@ -22,7 +22,7 @@ STATE_DEPLOYMENT = "azureml_deployment"
 STATE_SCORING_URI = "azureml_scoring_uri"
 STATE_CREATED = "azureml_endpoints_created"      # endpoints this tool created and has not deleted
 STATE_TRAFFIC_HISTORY = "azureml_traffic_history"  # {endpoint: [previous splits, newest last]}
-STATE_PUSHED_IMAGE = "pushed_image"             # the push step's full image reference
+STATE_PUSHED_IMAGE = "image_remote"             # the push step: REGISTRY/REPO@sha256:DIGEST
 STATE_REGISTRY = "registry"
 
 

@@ -82,7 +82,7 @@ class ImportModel:
         for change in imported.changes:
             ctx.log(f"graph rewritten for Triton: {change}")
         ctx.run.shared["imported"] = imported
-        ctx.state.set(onnx_path=imported.onnx_path)
+        ctx.state.set(onnx_path=imported.onnx_path, import_source=Path(source).resolve())
         info = imported.info
         return ImportResult(
             summary=f"{info.contract.value.replace('_', ' ')} model, input {info.input.name} "

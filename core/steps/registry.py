@@ -21,6 +21,8 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
+    base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
+    container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
     azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
 
 
@@ -57,6 +59,26 @@ def _import(o: RunOptions) -> Any:
 def _repository(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import WriteRepository
     return WriteRepository()
+
+
+def _package(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import PackageImage
+    return PackageImage(o.base_image)
+
+
+def _build(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import BuildImage
+    return BuildImage()
+
+
+def _push(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import PushImage
+    return PushImage()
+
+
+def _run_local(o: RunOptions) -> Any:
+    from cvtriton_core.steps.image_steps import RunImage
+    return RunImage(http_port=o.container_port)
 
 
 def _serve_local(o: RunOptions) -> Any:
@@ -106,9 +128,13 @@ BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "export": _export,
     "import": _import,
     "repository": _repository,
+    "package": _package,
+    "build": _build,
+    "registry-login": _registry_login,   # before push: it hands push the registry credential
+    "push": _push,
+    "run-local": _run_local,
     "serve-local": _serve_local,
     "test": _test,
-    "registry-login": _registry_login,   # before push: it hands push the registry credential
     "deploy": _deploy,
     "endpoint-test": _endpoint_test,
     "traffic": _traffic,
