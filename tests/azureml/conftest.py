@@ -74,6 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any):
 def azure(world: AzureWorld):
     """The session's offline Azure, emptied before the test (endpoints, faults, quota)."""
     world.arm.reset()
+    world.issuer.reset()
     world.arm.time_scale = TIME_SCALE
     world.arm.attach_registry(world.registry.login_server, world.registry.system_pull_auth_for)
     yield world

@@ -89,8 +89,7 @@ class ResourceManagerEmulator:
         self.aml_token_lifetime_s = 3600.0
         self.id = uuid.uuid4().hex[:8]
         self.sizes: dict[str, VmSize] = {s.name.lower(): s for s in DEFAULT_SIZES}
-        self.quota: dict[str, list[int]] = {family: [0, 24] for family in {s.family for s in DEFAULT_SIZES}}
-        self.quota["Standard NCASv3_T4 Family"] = [0, 0]          # GPU quota is 0 by default
+        self.quota: dict[str, list[int]] = _default_quota()    # family -> [vCPUs used, limit]
         self.registry_login_server = registry_login_server
         self.registry_id = (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
                             f"Microsoft.ContainerRegistry/registries/{REGISTRY_NAME}") if registry_login_server else None
@@ -101,6 +100,7 @@ class ResourceManagerEmulator:
         self.fronts: dict[str, ScoringFront] = {}
         self.tokens: dict[str, list[AmlToken]] = {}
         self.taken_names: set[str] = set()
+        self.acr_pull = True
         self.requests: list[tuple[str, str, int]] = []             # (method, op, status)
         self._faults: list[_Fault] = []
         self._failures: list[ArmError] = []
@@ -172,10 +172,9 @@ class ResourceManagerEmulator:
             self.requests.clear()
             self._faults.clear()
             self._failures.clear()
-            for family in self.quota:
-                self.quota[family][0] = 0
-            self.quota["Standard NCASv3_T4 Family"] = [0, 0]
+            self.quota = _default_quota()
             self.aml_token_lifetime_s = 3600.0
+            self.acr_pull = True
 
     # faults and set-up ----------------------------------------------------------------------------
     def inject(self, status: int = 500, count: int = 1, ops: tuple[str, ...] | None = None,
@@ -208,10 +207,15 @@ class ResourceManagerEmulator:
         with self._lock:
             self.registry_id = None
 
+    def revoke_acr_pull(self) -> None:
+        """The endpoints' identity loses AcrPull on the attached registry: pulls are refused."""
+        with self._lock:
+            self.acr_pull = False
+
     def _endpoint_pull_auth(self, image: str) -> dict[str, str] | None:
         """The endpoint's identity may pull only from the workspace's attached registry (AcrPull)."""
         with self._lock:
-            attached = self.registry_id is not None and self.registry_login_server
+            attached = self.registry_id is not None and self.registry_login_server and self.acr_pull
             host = image.split("/", 1)[0] if "/" in image else ""
             return self._pull_auth(image) if attached and host == self.registry_login_server else None
 
@@ -678,6 +682,14 @@ class ResourceManagerEmulator:
         if op.error is not None:
             raise op.error
         return 200, {}, {}
+
+
+def _default_quota() -> dict[str, list[int]]:
+    quota = {family: [0, 24] for family in {s.family for s in DEFAULT_SIZES}}
+    for size in DEFAULT_SIZES:
+        if size.gpus:
+            quota[size.family] = [0, 0]          # GPU quota is 0 until the user asks for more
+    return quota
 
 
 def _route(verb: str, pattern: str, op: str, fn: Callable) -> tuple[str, re.Pattern[str], str, Callable]:

@@ -60,6 +60,10 @@ class TokenIssuer:
         self._stale = 0
         self.issued = 0
 
+    def reset(self) -> None:
+        with self._lock:
+            self._stale = 0
+
     def issue_stale(self, count: int = 1) -> None:
         with self._lock:
             self._stale += count
