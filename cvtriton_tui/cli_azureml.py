@@ -42,6 +42,8 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                        help="delete: the whole endpoint (default) or one deployment (--deployment)")
     group.add_argument("--requests", type=_count, default=20, help="timed requests for test/endpoint-test (default 20)")
     group.add_argument("--concurrency", type=_count, default=1, help="endpoint-test: requests in flight (default 1)")
+    group.add_argument("--by-traffic", action="store_true",
+                       help="endpoint-test: send no deployment header (the endpoint's traffic split decides)")
     group.add_argument("--poll-seconds", type=_seconds, default=5.0,
                        help="how often provisioning state and container logs are read (default 5)")
 
@@ -50,4 +52,4 @@ def options_from(args: argparse.Namespace) -> AzureOptions:
     return AzureOptions(endpoint=args.endpoint, deployment=args.deployment, image=args.deploy_image,
                         instance_type=args.instance_type, instance_count=args.instance_count,
                         auth_mode=args.auth_mode, traffic=args.traffic, rollback=args.rollback, delete=args.delete,
-                        concurrency=args.concurrency, poll_s=args.poll_seconds)
+                        concurrency=args.concurrency, by_traffic=args.by_traffic, poll_s=args.poll_seconds)

@@ -8,7 +8,9 @@ requests at a chosen concurrency give p50/p95/p99 and throughput. Refusals are e
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -121,7 +123,7 @@ class EndpointTest:
             raise UserError("no model repository in this run (the test needs the model's inputs and outputs)",
                             "run the repository step in this work folder first")
         endpoint = endpoint_name(ctx, self.o.endpoint)
-        deployment = self.o.deployment or ctx.state.get(STATE_DEPLOYMENT)
+        deployment = None if self.o.by_traffic else (self.o.deployment or ctx.state.get(STATE_DEPLOYMENT))
         az = azureml(ctx)
         info_ep = await ctx.blocking(az.endpoint, endpoint)
         if info_ep is None:
@@ -199,16 +201,18 @@ class EndpointTest:
 
         try:
             try:
-                outputs = await ctx.blocking(warm_up)
-            except UserError as exc:
-                status = getattr(exc, "http_status", None)
-                if status == 401 and secret.kind == "aml_token":     # expired: one fresh token, once
+                try:
+                    outputs = await ctx.blocking(warm_up)
+                except UserError as exc:
+                    if getattr(exc, "http_status", None) != 401 or secret.kind != "aml_token":
+                        raise
+                    ctx.log("the endpoint refused the token (expired?): fetching a fresh one", source="endpoint-test")
                     secret = await ctx.blocking(az.secret, endpoint)
                     headers["Authorization"] = f"Bearer {secret.value}"
                     outputs = await ctx.blocking(warm_up)
-                else:
-                    raise await self._refused(ctx, exc, host, model, info, tensor, headers, deployment,
-                                              limit_hint) from None
+            except UserError as exc:
+                raise await self._refused(ctx, exc, host, model, info, tensor, headers, deployment,
+                                          limit_hint) from None
             latencies, errors, wall_s = await ctx.blocking(load)
         except asyncio.CancelledError:
             stop.set()
@@ -240,7 +244,7 @@ class EndpointTest:
     async def _refused(self, ctx: StepContext, exc: UserError, host: str, model: str, info: Any, tensor: Any,
                        headers: dict[str, str], deployment: str | None, limit_hint: str) -> UserError:
         status = getattr(exc, "http_status", None)
-        message = exc.cause.split(": ", 1)[-1] if status else exc.cause
+        message = _service_text(exc.cause) if status else exc.cause
         container_status = None
         if status == 424:
             container_status, inner = await ctx.blocking(_diagnose_424, host, model, info, tensor, headers)
@@ -250,6 +254,17 @@ class EndpointTest:
         cause, fix = explain_status(status, message, model=model, deployment=deployment, limit_hint=limit_hint,
                                     container_status=container_status)
         return UserError(cause, fix, exit_code=1)
+
+
+def _service_text(cause: str) -> str:
+    """The service's own words from the client's error line (``... failed: HTTP 404: {"message": "..."}``)."""
+    match = re.search(r"HTTP \d{3}: (.*)$", cause)
+    text = match.group(1) if match else cause
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    return str(body.get("message") or body.get("error") or text) if isinstance(body, dict) else text
 
 
 def _diagnose_424(host: str, model: str, info: Any, tensor: Any, headers: dict[str, str]) -> tuple[str | None, str]:

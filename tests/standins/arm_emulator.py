@@ -101,6 +101,7 @@ class ResourceManagerEmulator:
         self.tokens: dict[str, list[AmlToken]] = {}
         self.taken_names: set[str] = set()
         self.acr_pull = True
+        self.stale_aml_tokens = 0
         self.requests: list[tuple[str, str, int]] = []             # (method, op, status)
         self._faults: list[_Fault] = []
         self._failures: list[ArmError] = []
@@ -175,6 +176,7 @@ class ResourceManagerEmulator:
             self.quota = _default_quota()
             self.aml_token_lifetime_s = 3600.0
             self.acr_pull = True
+            self.stale_aml_tokens = 0
 
     # faults and set-up ----------------------------------------------------------------------------
     def inject(self, status: int = 500, count: int = 1, ops: tuple[str, ...] | None = None,
@@ -537,7 +539,11 @@ class ResourceManagerEmulator:
                 raise ArmError(400, "BadArgument", f"Endpoint {endpoint.name} does not use AML tokens "
                                f"(auth mode {endpoint.auth_mode}).")
             now = time.time()
-            token = AmlToken(secrets.token_urlsafe(48), now + self.aml_token_lifetime_s)
+            lifetime = self.aml_token_lifetime_s
+            if self.stale_aml_tokens > 0:          # born expired: what a token cached too long looks like
+                self.stale_aml_tokens -= 1
+                lifetime = -60.0
+            token = AmlToken(secrets.token_urlsafe(48), now + lifetime)
             self.tokens.setdefault(endpoint.name, []).append(token)
             return 200, {"accessToken": token.value, "tokenType": "Bearer", "expiryTimeUtc": int(token.expires),
                          "refreshAfterTimeUtc": int(now + self.aml_token_lifetime_s / 2)}, {}
