@@ -1,0 +1,94 @@
+"""Pure parts of the Azure ML steps and adapter: log tails, traffic arithmetic, percentiles, refusal texts,
+image references, the SDK's stdout dots."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from cvtriton_core.adapters import sdk_output
+from cvtriton_core.adapters.registry_login import ImageRef
+from cvtriton_core.errors import UserError
+from cvtriton_core.steps.azureml_common import complete_traffic, describe_traffic, parse_traffic
+from cvtriton_core.steps.azureml_logs import LogFollower
+from cvtriton_core.steps.endpoint_test import explain_status, percentiles
+
+
+def test_log_follower_emits_only_new_lines():
+    follower = LogFollower()
+    assert follower.feed("") == []
+    assert follower.feed("a\nb\n") == ["a", "b"]
+    assert follower.feed("a\nb\n") == []
+    assert follower.feed("b\nc\nd\n") == ["c", "d"]            # the tail window moved on
+    assert follower.feed("x\ny\n") == ["x", "y"]               # no overlap: more than a window arrived
+    assert follower.feed("y\ny\ny\n") == ["y", "y"]            # repeated lines are real lines
+    assert follower.total == 8
+
+
+def test_traffic_arithmetic():
+    assert parse_traffic("blue=90, green=10%") == {"blue": 90, "green": 10}
+    for bad in ("blue", "blue=x", "blue=101", ""):
+        with pytest.raises(UserError):
+            parse_traffic(bad)
+    assert complete_traffic({"green": 10}, {"blue": 100, "green": 0}) == {"green": 10, "blue": 90}
+    assert complete_traffic({"green": 100}, {"blue": 100, "green": 0}) == {"green": 100, "blue": 0}
+    assert complete_traffic({"c": 40}, {"a": 50, "b": 50, "c": 0}) == {"c": 40, "a": 30, "b": 30}
+    assert sum(complete_traffic({"c": 1}, {"a": 50, "b": 50, "c": 0}).values()) == 100
+    with pytest.raises(UserError, match="no other deployment serves the rest"):
+        complete_traffic({"green": 10}, {"green": 0})
+    with pytest.raises(UserError, match="adds up to 120%"):
+        complete_traffic({"a": 60, "b": 60}, {})
+    assert describe_traffic({"blue": 90, "green": 10, "red": 0}) == "blue 90%, green 10%"
+
+
+def test_percentiles():
+    assert percentiles([]) == (0.0, 0.0, 0.0)
+    assert percentiles([5.0]) == (5.0, 5.0, 5.0)
+    p50, p95, p99 = percentiles([float(v) for v in range(1, 101)])
+    assert p50 == pytest.approx(50.5) and p95 == pytest.approx(95.05) and p99 == pytest.approx(99.01)
+
+
+def test_refusals_are_explained():
+    cause, fix = explain_status(429, "", model="m", deployment="blue", limit_hint="2 x 8 x 1 instance(s) = 16")
+    assert "throttled" in cause and "= 16" in cause and "lower --concurrency" in fix
+    cause, fix = explain_status(424, "bad input", model="m", deployment="blue", limit_hint="", container_status="400")
+    assert "answered HTTP 400: bad input" in cause and "input name, shape and data type" in fix
+    cause, fix = explain_status(408, "", model="m", deployment=None, limit_hint="")
+    assert "the endpoint did not answer within its request timeout" in cause
+
+
+def test_image_references():
+    ref = ImageRef.parse("myacr.azurecr.io/cvtriton/model@sha256:" + "a" * 64)
+    assert (ref.registry, ref.repository, ref.reference) == ("myacr.azurecr.io", "cvtriton/model", "sha256:" + "a" * 64)
+    assert str(ref) == "myacr.azurecr.io/cvtriton/model@sha256:" + "a" * 64
+    assert ImageRef.parse("127.0.0.1:5000/m:3").reference == "3"
+    assert ImageRef.parse("localhost:5000/team/m").reference == "latest"
+    with pytest.raises(UserError, match="names no registry"):
+        ImageRef.parse("cvtriton/model:1")
+
+
+class _Poller:
+    def __init__(self) -> None:
+        self.callbacks = []
+
+    def add_done_callback(self, fn) -> None:
+        self.callbacks.append(fn)
+
+    def finish(self) -> None:
+        for fn in self.callbacks:
+            fn(None)
+
+
+def test_poller_dots_never_reach_stdout(capsys):
+    original = sys.stdout
+    poller = _Poller()
+    sdk_output.poller_lease(poller)
+    dots = threading.Thread(target=lambda: print(".", end="", flush=True), name="LROPoller(1234)")
+    dots.start()
+    dots.join()
+    print("ours")
+    poller.finish()
+    assert sys.stdout is original
+    assert capsys.readouterr().out == "ours\n"
