@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--image", type=Path, help="test image (default: a sample image)")
     local.add_argument("--requests", type=_positive_int, default=5, help="timed requests for the latency figure (default 5)")
     local.add_argument("--json", action="store_true", help="print exactly one JSON object with the result on stdout")
+    local.add_argument("--container", action="store_true", help="build the Triton image and test it in a container "
+                       "(package -> build -> run-local -> test; needs Docker, no registry)")
+    local.add_argument("--base-image", metavar="IMAGE", help="with --container: build FROM this image "
+                       "(default: TRITON_BASE_IMAGE, else the pinned official Triton image)")
 
     from cvtriton_core.steps.registry import STEP_NAMES
 
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "else the task's compact domain)")
     run.add_argument("--model", type=Path, help="model for the import step (default: <workdir>/export)")
     run.add_argument("--image", type=Path, help="test image for the test step")
+    run.add_argument("--base-image", metavar="IMAGE", help="package step: build FROM this image (default: TRITON_BASE_IMAGE)")
     run.add_argument("--json", action="store_true", help="one JSON object per event per line on stdout")
     from cvtriton_tui.cli_azureml import add_arguments as add_azureml_arguments
 

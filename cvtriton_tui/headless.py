@@ -60,6 +60,14 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
     for path, flag in ((model, "--model"), (image, "--image")):
         if path is not None and not Path(path).exists():
             raise UserError(f"{flag} {path} does not exist", f"give an existing file for {flag}")
+    if args.base_image and not args.container:
+        raise UserError("--base-image is used only with --container", "add --container, or drop --base-image")
+    if args.base_image:
+        from cvtriton_triton.image_context import check_image_reference
+
+        problem = check_image_reference(args.base_image)
+        if problem:
+            raise UserError(f"--base-image {args.base_image!r} is not a valid image reference", f"use {problem}")
     if model is None:
         from cvtriton_triton.sample_models import SAMPLE_IMAGES_DIRNAME, build_sample_export
 
@@ -72,15 +80,19 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
         raise UserError("no test image", "pass --image PATH (any JPEG or PNG)")
     settings = Settings.load(args.env_file)
     settings.require_valid("MODEL_NAME", "MODEL_VERSION")
+    if args.container:
+        settings.require_valid("TRITON_BASE_IMAGE")
     run = RunContext.create(settings, workdir / "local")
-    options = RunOptions(model=Path(model), image=Path(image), requests=args.requests)
-    steps = build_steps(["import", "repository", "serve-local", "test"], options)
+    options = RunOptions(model=Path(model), image=Path(image), requests=args.requests, base_image=args.base_image)
+    serve = ["package", "build", "run-local"] if args.container else ["serve-local"]
+    steps = build_steps(["import", "repository", *serve, "test"], options)
     code, finished = await _drive(steps, run, json_events=False, quiet_logs=args.json)
     if code:
         return code
     result = next(e.result for e in finished if isinstance(e.result, TestResult))
     if args.json:
-        print_json(result.to_json())
+        built = next((e.result for e in finished if e.step == "build"), None)
+        print_json({**result.to_json(), "image": built.image_id} if built is not None else result.to_json())
     else:
         print(f"{result.model} ({result.task}) on {result.image.name}: {result.latency_ms:.1f} ms median")
         for p in result.predictions[:10]:
@@ -95,7 +107,7 @@ async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     from cvtriton_tui.cli_azureml import options_from
 
     options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain,
-                         requests=args.requests, azure=options_from(args))
+                         base_image=args.base_image, requests=args.requests, azure=options_from(args))
     steps = build_steps(names, options)
     run = RunContext.create(settings, workdir)
     code, _ = await _drive(steps, run, json_events=args.json)

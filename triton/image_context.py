@@ -48,19 +48,27 @@ LOCAL_REPOSITORY = "cvtriton"                # local image name: cvtriton/<model
 LABEL_PREFIX = "io.cvtriton."
 _EPOCH = 946684800                           # 2000-01-01: the fixed mtime of every context entry
 
-# Docker image references (the grammar of github.com/distribution/reference, without the legacy forms).
+# Docker image references, as github.com/distribution/reference parses them: the first component is a
+# registry host only when it has a "." or ":" or is "localhost"; everything after it is lower case.
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_DOMAIN = re.compile(rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE_REFERENCE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$")
-REGISTRY_PREFIX = re.compile(rf"^{_DOMAIN}(?:/{_COMPONENT})*$")
+_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_NAME_TAG_DIGEST = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+                              r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def _split_domain(value: str) -> tuple[str | None, str]:
+    first, sep, rest = value.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, value
 
 
 def check_image_reference(value: str) -> str | None:
     """None when ``value`` is a valid image reference, else what it should look like."""
-    if IMAGE_REFERENCE.match(value) and len(value) <= 255:
+    domain, rest = _split_domain(value)
+    if len(value) <= 255 and (domain is None or _DOMAIN.match(domain)) and _NAME_TAG_DIGEST.match(rest):
         return None
     return "an image reference like nvcr.io/nvidia/tritonserver:26.10-py3 (lower-case repository, optional :tag)"
 
@@ -69,8 +77,12 @@ def check_registry(value: str) -> str | None:
     """None when ``value`` names a registry (``host[:port][/namespace]``), else what it should look like."""
     if "://" in value:
         return "a registry host without a scheme, like myregistry.azurecr.io or 127.0.0.1:5000/team"
-    if REGISTRY_PREFIX.match(value) and len(value) <= 200:
+    domain, rest = _split_domain(value + "/")        # a bare "host:port" is a host too
+    rest = rest.rstrip("/")
+    if domain is not None and _DOMAIN.match(domain) and (rest == "" or _PATH.match(rest)) and len(value) <= 200:
         return None
+    if domain is None and value and _PATH.match(value) and len(value) <= 200:
+        return None          # a Docker Hub namespace ("myteam" pushes to docker.io/myteam/...)
     return "a registry host, optionally with a port and namespace: myregistry.azurecr.io or 127.0.0.1:5000/team"
 
 

@@ -52,6 +52,19 @@ def _clean_log_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def triton_failure_reason(lines: list[str]) -> str | None:
+    """Why a ``tritonserver`` stopped, from its log: a model's load error, else a service's start error."""
+    for line in lines:
+        match = _FAILED_LOAD.search(line)
+        if match:
+            return f"model '{match.group(1)}' failed to load: {_clean_log_text(match.group(2))}"
+    for line in lines:
+        match = _FAILED_SERVICE.search(line)
+        if match:
+            return _clean_log_text(match.group(1))
+    return None
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -270,14 +283,9 @@ class LocalTritonServer:
     def _failure_text(self) -> str:
         """The server's own reason: a model's load error, else a service error, else its last error."""
         lines = list(self.lines)
-        for line in lines:
-            match = _FAILED_LOAD.search(line)
-            if match:
-                return f"model '{match.group(1)}' failed to load: {_clean_log_text(match.group(2))}"
-        for line in lines:
-            match = _FAILED_SERVICE.search(line)
-            if match:
-                return _clean_log_text(match.group(1))
+        reason = triton_failure_reason(lines)
+        if reason:
+            return reason
         errors = [line for line in lines if line.startswith("E") or line.startswith("error")]
         tail = errors[-1] if errors else (lines[-1] if lines else "no output")
         return f"exit code {self._proc.returncode}: {_clean_log_text(tail)}"

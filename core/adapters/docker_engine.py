@@ -18,7 +18,6 @@ import contextlib
 import re
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -27,7 +26,7 @@ import docker
 import docker.errors
 import requests
 
-from cvtriton_core.errors import StepFailed, UserError
+from cvtriton_core.errors import StepFailed
 from cvtriton_core.redact import register_secret
 
 MIN_API_VERSION = (1, 41)           # Docker Engine 20.10 (Debian bookworm's docker.io)
@@ -68,7 +67,7 @@ class BuildOutcome:
 @dataclass(frozen=True)
 class PushOutcome:
     digest: str
-    bytes_sent: int                       # layer bytes the daemon actually sent (uncompressed, as it counts)
+    bytes_sent: int                       # sizes of the layers sent (uncompressed, as the image's size counts)
     layers_sent: tuple[str, ...]
     layers_present: tuple[str, ...]       # the registry had them: not sent again
 
@@ -339,6 +338,7 @@ class DockerEngine:
         sent: dict[str, int] = {}
         present: list[str] = []
         progress: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         digest = ""
         with self._stream_client(stopper) as api:
             try:
@@ -356,8 +356,12 @@ class DockerEngine:
                         continue
                     if update.status == "transferring" and update.current is not None:
                         progress[update.layer] = update.current
+                        if update.total:
+                            sizes[update.layer] = update.total
                     elif update.status == "done":
-                        sent[update.layer] = progress.get(update.layer, 0)
+                        # the layer's size as the daemon states it (its count of tar bytes read runs a
+                        # little over, headers included), so a first push of every layer is the image size
+                        sent[update.layer] = sizes.get(update.layer) or progress.get(update.layer, 0)
                     elif update.status == "exists" and update.layer not in present:
                         present.append(update.layer)
                     on_layer(update)
@@ -568,11 +572,3 @@ def _push_failure(registry: str, text: str, with_auth: bool) -> StepFailed:
                           "free space on the registry and push again")
     return StepFailed(f"the push to {registry} failed: {_short(text)}", "see the registry's message above and push again")
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

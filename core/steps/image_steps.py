@@ -103,6 +103,10 @@ def _mb(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
+def _size(count: int) -> str:
+    return _mb(count) if count >= 100_000 else f"{count / 1e3:.1f} kB"
+
+
 # ------------------------------------------------------------------------------------------------ package
 class PackageImage:
     name = "package"
@@ -134,7 +138,7 @@ class PackageImage:
                       image_name=context.repository, image_tag=context.tag, image_base=base)
         return PackageResult(
             summary=f"{context.folder}: Dockerfile FROM {base} + {len(context.files) - 1} model files "
-                    f"({_mb(context.size)}); image {context.image_ref}",
+                    f"({_size(context.size)}); image {context.image_ref}",
             context_dir=context.folder, context_tar=context.tar_path, context_digest=context.digest,
             dockerfile=context.dockerfile, image_ref=context.image_ref, base_image=base,
             labels=dict(context.labels), files=context.files)
@@ -198,7 +202,7 @@ class BuildImage:
         ctx.state.set(image_id=outcome.image_id, image_ref=ref, image_size=size)
         ctx.run.shared["image_id"] = outcome.image_id
         reused = f"{cached} of {len(steps) - 1} steps from cache" if len(steps) > 1 else "no cache"
-        return BuildResult(summary=f"built {ref} ({outcome.image_id[7:19]}, {_mb(size)}; {reused})",
+        return BuildResult(summary=f"built {ref} ({outcome.image_id[7:19]}, {_size(size)}; {reused})",
                            image_id=outcome.image_id, image_ref=ref, size=size, steps=steps,
                            cached_steps=cached, base_image=base)
 
@@ -246,25 +250,34 @@ class _LayerReporter:
         changed = self.status.get(layer) != status
         self.status[layer] = status
         now = time.monotonic()
+        total = self.total.get(layer)
+        current = self.current.get(layer) if status == "transferring" else None
         if status == "done":
-            current = self.current.get(layer, self.total.get(layer))
-        else:
-            current = update.current
+            current = total or self.current.get(layer)
+        if current is not None and total:
+            current = min(current, total)      # the daemon counts tar headers too: keep bars within 100 %
         if changed or now - self.last_sent.get(layer, 0.0) >= _LAYER_EVENT_INTERVAL_S:
             self.last_sent[layer] = now
             self.ctx.emit(LayerProgress(step=self.ctx.step, layer=layer, direction=self.direction, status=status,
-                                        current=current, total=self.total.get(layer)))
+                                        current=current, total=total))
         if changed or now - self.last_overall >= _LAYER_EVENT_INTERVAL_S:
             self.last_overall = now
             self._overall()
 
+    def _moved(self, layer: str) -> int:
+        total = self.total.get(layer)
+        if self.status[layer] == "done":
+            return total or self.current.get(layer, 0)
+        current = self.current.get(layer, 0)
+        return min(current, total) if total else current
+
     def _overall(self) -> None:
         moving = [layer for layer, status in self.status.items() if status not in ("exists", "waiting")]
-        done = sum(self.current.get(layer, 0) for layer in moving)
         total = sum(self.total.get(layer, 0) for layer in moving)
+        done = sum(self._moved(layer) for layer in moving)
         ready = sum(1 for status in self.status.values() if status in ("done", "exists"))
         verb = "sent" if self.direction == "push" else "received"
-        self.ctx.progress(f"{_mb(done)}{f' of {_mb(total)}' if total else ''} {verb}; "
+        self.ctx.progress(f"{_size(done)}{f' of {_size(total)}' if total else ''} {verb}; "
                           f"{ready}/{len(self.status)} layers ready",
                           done=done if total else None, total=total or None)
 
@@ -313,10 +326,11 @@ class PushImage:
         reference = f"{remote}@{outcome.digest}"
         ctx.state.set(image_digest=outcome.digest, image_remote=reference, image_pushed=f"{remote}:{tag}")
         share = f"{outcome.bytes_sent / size:.1%}" if size else "?"
+        kept = total_layers - len(outcome.layers_sent)
         return PushResult(
-            summary=f"pushed {remote}:{tag} → {outcome.digest[:19]}…; sent {_mb(outcome.bytes_sent)} of "
-                    f"{_mb(size)} ({share}; {len(outcome.layers_sent)} of {total_layers} layers, the rest "
-                    "were already in the registry)",
+            summary=f"pushed {remote}:{tag} → {outcome.digest[:19]}…; sent {_size(outcome.bytes_sent)} of the "
+                    f"{_size(size)} image ({share}: {len(outcome.layers_sent)} of {total_layers} layers"
+                    + (f"; {kept} already in the registry)" if kept > 0 else ")"),
             reference=reference, tag_ref=f"{remote}:{tag}", digest=outcome.digest, bytes_sent=outcome.bytes_sent,
             image_size=size, layers_sent=len(outcome.layers_sent), layers_total=total_layers)
 
@@ -437,11 +451,13 @@ def _http_ok(url: str) -> bool:
 
 
 def _failure_line(lines: collections.deque[str]) -> str:
-    """Triton's own reason: a model's load error, else its last error line, else its last line."""
+    """Triton's own reason (a model's load error...), else its last error line, else its last line."""
+    from cvtriton_triton.local_server import triton_failure_reason
+
     seen = [line.strip() for line in lines if line.strip()]
-    for line in reversed(seen):
-        if "failed to load" in line:
-            return line[-300:]
+    reason = triton_failure_reason(seen)
+    if reason:
+        return reason[:300]
     for line in reversed(seen):
         if line[:1] == "E" and line[1:5].isdigit():
             return line[-300:]

@@ -1,9 +1,10 @@
 """Docker daemons for the fault tests: a private ``dockerd`` on a small tmpfs (a disk that fills up) and an
 old Docker Engine's API (only what a client sees first: ``/_ping`` and ``/version``).
 
-``PrivateDockerd`` is the real daemon (Debian's docker.io): its own socket, data root and exec root, no
-network (``--bridge=none``), ``--iptables=false``; with ``disk_mb`` the data root is a tmpfs of that size, so
-a build that writes more fails with the kernel's ENOSPC as it would on a full disk. Needs root.
+``PrivateDockerd`` is the real daemon (Debian's docker.io): its own socket, data root and exec root, its own
+bridge interface and ``--iptables=false``; with ``disk_mb`` the data root is a tmpfs of that size, so a
+build that writes more fails with the kernel's ENOSPC as it would on a full disk. Needs root. (Never
+``--bridge=none``: a daemon started so deletes the host's ``docker0``, which another daemon may be using.)
 
 ``OldDockerEngine`` answers on a unix socket like Docker Engine 17.03 (API 1.26) does, so a client that
 negotiates the API version sees a daemon too old for it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socketserver
@@ -26,6 +28,9 @@ from pathlib import Path
 import docker
 
 
+BRIDGE_CIDR = "172.29.214.1/24"     # the private daemon's bridge (no container of it needs to reach anything)
+
+
 class PrivateDockerd:
     def __init__(self, *, disk_mb: int | None = None) -> None:
         self.disk_mb = disk_mb
@@ -34,6 +39,8 @@ class PrivateDockerd:
         self.host = f"unix://{self.dir / 'docker.sock'}"
         self._proc: subprocess.Popen | None = None
         self._mounted = False
+        self.bridge = f"cvt{secrets.token_hex(4)}"        # interface names are at most 15 characters
+        self._bridge_made = False
 
     def start(self, timeout: float = 30.0) -> "PrivateDockerd":
         if os.geteuid() != 0 or shutil.which("dockerd") is None:
@@ -43,11 +50,14 @@ class PrivateDockerd:
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs", str(self.data_root)],
                            check=True)
             self._mounted = True
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+        self._bridge_made = True
+        subprocess.run(["ip", "addr", "add", BRIDGE_CIDR, "dev", self.bridge], check=True)
         log = open(self.dir / "dockerd.log", "wb")
         self._proc = subprocess.Popen(
             ["dockerd", "--data-root", str(self.data_root), "--exec-root", str(self.dir / "exec"),
              "--pidfile", str(self.dir / "docker.pid"), "-H", self.host, "--iptables=false", "--ip6tables=false",
-             "--bridge=none"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             f"--bridge={self.bridge}"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,6 +89,9 @@ class PrivateDockerd:
         if self._mounted:
             subprocess.run(["umount", "-l", str(self.data_root)], check=False)
             self._mounted = False
+        if self._bridge_made:
+            subprocess.run(["ip", "link", "delete", self.bridge], check=False)
+            self._bridge_made = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "PrivateDockerd":

@@ -27,6 +27,7 @@ import importlib.metadata
 import importlib.util
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ import docker.errors
 
 from cvtriton_triton.backends import ONNXRUNTIME_BACKEND_MODEL
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 SUITE = "bookworm"
 MIRROR = os.environ.get("CVTRITON_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEB_PACKAGES = ("python3", "libpython3.11", "libstdc++6", "zlib1g")
@@ -50,6 +51,7 @@ WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_
 IMAGE_REPOSITORY = "cvtriton-standin/tritonserver"
 ROOTFS_REPOSITORY = "cvtriton-standin/rootfs"
 LABEL = "io.cvtriton.standin"             # every image this recipe makes carries it (for cleanup)
+_UNUSED_LIB = re.compile(r"/libpython3-[0-9a-f]+\.13\.so")   # only the Python 3.13 stub links it (31 MB)
 
 
 def default_cache_dir() -> Path:
@@ -142,6 +144,8 @@ def _ensure_rootfs(api: docker.APIClient, cache: Path, log: Callable[[str], None
             for entry in (rootfs / leftover).glob("*"):
                 if entry.is_file():
                     entry.unlink()
+        for docs in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"):
+            shutil.rmtree(rootfs / docs, ignore_errors=True)
         tar_path = Path(tmp) / "rootfs.tar"
         _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar_path), "."], log)
         log(f"docker import {name}")
@@ -208,7 +212,7 @@ def _context(rootfs: str, site: Path, digest: str) -> io.BytesIO:
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if "__pycache__" in info.name:
+    if "__pycache__" in info.name or _UNUSED_LIB.search(info.name):
         return None
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
