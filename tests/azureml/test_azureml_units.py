@@ -92,3 +92,18 @@ def test_poller_dots_never_reach_stdout(capsys):
     poller.finish()
     assert sys.stdout is original
     assert capsys.readouterr().out == "ours\n"
+
+
+def test_state_changes_have_their_line_and_tone():
+    from cvtriton_core.event_text import describe_event
+    from cvtriton_core.events import StateChanged
+
+    moved = describe_event(StateChanged(step="deploy", resource="deployment", name="blue", state="Succeeded",
+                                        previous="Creating"))
+    assert (moved.plain, moved.tone) == ("[azureml] deployment blue: Creating → Succeeded", "ok")
+    failed = describe_event(StateChanged(step="deploy", resource="deployment", name="blue", state="Failed",
+                                         previous="Creating", detail="ResourceNotReady"))
+    assert failed.tone == "error" and failed.text.endswith("— ResourceNotReady")
+    first = describe_event(StateChanged(step="deploy", resource="endpoint", name="ep", state="Creating"))
+    assert (first.text, first.tone) == ("endpoint ep: Creating", "info")
+    assert StateChanged(step="deploy", resource="endpoint", name="ep", state="Creating").to_dict()["kind"] == "state"

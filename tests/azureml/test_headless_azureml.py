@@ -41,7 +41,9 @@ async def test_run_deploy_test_delete_json(azure, workfolder, tmp_path, test_ima
     assert result["predictions"] and set(result["predictions"][0]) == {"label", "probability"}
     assert finished["traffic"]["result"]["skipped"] is True                 # blue already had 100%
     assert azure.arm.endpoints == {}
-    assert azure.arm.endpoints.get(work.values["ENDPOINT_NAME"]) is None
+    printed = done.stdout + done.stderr                 # no key, token or registry credential is ever shown
+    assert azure.arm.keys_handed_out and not any(key in printed for key in azure.arm.keys_handed_out)
+    assert "eyJ" not in printed                          # no JWT (Entra or registry token) either
 
 
 def test_bad_input_is_one_line_and_exit_2(azure, tmp_path):

@@ -57,3 +57,16 @@ async def test_registry_login_step(azure, tmp_path, kit):
     azure.arm.detach_registry()
     events = await kit.collect([RegistryLogin()], RunContext.create(Settings(azure.settings()), tmp_path / "w3"))
     assert "has no container registry attached" in kit.failures(events)[0].message
+
+
+async def test_endpoints_this_tool_created_are_found_by_their_tag(azure, tmp_path):
+    from cvtriton_core.adapters.azureml import AzureML
+    from cvtriton_core.steps.azureml_steps import tool_endpoints
+
+    values = azure.settings()
+    adapter = AzureML(values["AZURE_SUBSCRIPTION_ID"], values["AZUREML_RESOURCE_GROUP"], values["AZUREML_WORKSPACE"])
+    adapter.begin_endpoint("ours-1", "key").result()
+    azure.arm.put_endpoint({"e": "theirs-1"}, {"location": "westeurope", "properties": {"authMode": "Key"}}, {})
+    found = await tool_endpoints(Settings(values))
+    assert [e.name for e in found] == ["ours-1"] and found[0].created_by_tool
+    assert {e.name for e in adapter.endpoints()} == {"ours-1", "theirs-1"}

@@ -102,6 +102,7 @@ class ResourceManagerEmulator:
         self.taken_names: set[str] = set()
         self.acr_pull = True
         self.stale_aml_tokens = 0
+        self.keys_handed_out: set[str] = set()       # every endpoint key and token given to a client
         self.requests: list[tuple[str, str, int]] = []             # (method, op, status)
         self._faults: list[_Fault] = []
         self._failures: list[ArmError] = []
@@ -530,6 +531,7 @@ class ResourceManagerEmulator:
             if endpoint.auth_mode.lower() != "key":
                 raise ArmError(400, "BadArgument", f"Endpoint {endpoint.name} does not use keys "
                                f"(auth mode {endpoint.auth_mode}).")
+            self.keys_handed_out.update((endpoint.primary_key, endpoint.secondary_key))
             return 200, {"primaryKey": endpoint.primary_key, "secondaryKey": endpoint.secondary_key}, {}
 
     def get_token(self, params, body, query):
@@ -545,6 +547,7 @@ class ResourceManagerEmulator:
                 lifetime = -60.0
             token = AmlToken(secrets.token_urlsafe(48), now + lifetime)
             self.tokens.setdefault(endpoint.name, []).append(token)
+            self.keys_handed_out.add(token.value)
             return 200, {"accessToken": token.value, "tokenType": "Bearer", "expiryTimeUtc": int(token.expires),
                          "refreshAfterTimeUtc": int(now + self.aml_token_lifetime_s / 2)}, {}
 
