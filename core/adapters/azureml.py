@@ -274,7 +274,7 @@ class AzureML:
     def vm_sizes(self, location: str) -> list[VmSize]:
         items = self._call(f"list VM sizes in {location}",
                            lambda: list(self.client().compute.list_sizes(location=location)))
-        return [VmSize(str(s.name), str(s.family or ""), int(getattr(s, "v_cpus", None) or _raw(s, "vCPUs") or 0),
+        return [VmSize(str(s.name), str(s.family or ""), int(getattr(s, "v_cp_us", None) or _raw(s, "vCPUs") or 0),
                        int(s.gpus or 0), float(getattr(s, "memory_gb", None) or _raw(s, "memoryGB") or 0))
                 for s in items]
 

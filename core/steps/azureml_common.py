@@ -73,24 +73,28 @@ async def follow(ctx: StepContext, *, resource: str, name: str, read_state: Call
     warned = False
     while True:
         finished = operation.done() if operation is not None else False
+        known = True
         try:
             state = await ctx.blocking(read_state)
-            if logs is not None and follower is not None:
-                for line in follower.feed(await ctx.blocking(logs)):
-                    ctx.log(line, source="inference-server")
         except UserError as exc:      # a read failing (throttled, network) is not the operation failing
             if not warned:
                 ctx.log(f"could not read the {resource}'s state ({exc.cause}); still waiting", level="warning")
                 warned = True
-            state = previous
-        shown = state or "Deleted"
-        if shown != previous:
+            known, state = False, None
+        if logs is not None and follower is not None:
+            try:
+                for line in follower.feed(await ctx.blocking(logs)):
+                    ctx.log(line, source="inference-server")
+            except UserError:         # no logs before the container starts: the service may refuse them
+                pass
+        shown = (state or "Deleted") if known else (previous or "unknown")
+        if known and shown != previous:
             ctx.state_changed(resource, name, shown, previous)
             previous = shown
             ctx.run.shared[f"state:{resource}:{name}"] = shown
         elapsed = time.monotonic() - started
         ctx.progress(f"{resource} {name}: {shown} ({elapsed:.0f} s)")
-        if operation is None and (state in TERMINAL or state is None):
+        if operation is None and known and (state in TERMINAL or state is None):
             return state
         if finished:
             return await ctx.blocking(operation.result)

@@ -107,3 +107,40 @@ def test_state_changes_have_their_line_and_tone():
     first = describe_event(StateChanged(step="deploy", resource="endpoint", name="ep", state="Creating"))
     assert (first.text, first.tone) == ("endpoint ep: Creating", "info")
     assert StateChanged(step="deploy", resource="endpoint", name="ep", state="Creating").to_dict()["kind"] == "state"
+
+
+async def test_follow_reports_each_state_once_and_survives_failed_reads(tmp_path):
+    from cvtriton_core.events import LogLine, StateChanged
+    from cvtriton_core.pipeline import RunContext, run_steps
+    from cvtriton_core.settings import Settings
+    from cvtriton_core.steps.azureml_common import follow
+
+    answers = [UserError("throttled"), "Creating", "Creating", UserError("throttled"), "Succeeded"]
+    tails = [UserError("no logs yet"), "", "a\n", "a\nb\n", "a\nb\n"]
+
+    class Operation:
+        def done(self) -> bool:
+            return not answers
+
+        def result(self) -> str:
+            return "done"
+
+    def pop(queue):
+        value = queue.pop(0)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    class Step:
+        name, title = "deploy", "Deploy"
+
+        async def run(self, ctx):
+            return await follow(ctx, resource="deployment", name="blue", read_state=lambda: pop(answers),
+                                operation=Operation(), poll_s=0.01, logs=lambda: pop(tails), follower=LogFollower())
+
+    events = [e async for e in run_steps([Step()], RunContext.create(Settings({}), tmp_path))]
+    assert [(e.previous, e.state) for e in events if isinstance(e, StateChanged)] == [
+        (None, "Creating"), ("Creating", "Succeeded")]
+    warnings = [e.line for e in events if isinstance(e, LogLine) and e.level == "warning"]
+    assert len(warnings) == 1 and "throttled" in warnings[0]
+    assert [e.line for e in events if isinstance(e, LogLine) and e.source == "inference-server"] == ["a", "b"]
