@@ -45,6 +45,8 @@ class EndpointTestResult:
     concurrency: int
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    customvision: tuple[dict, ...] | None = None     # the published iteration's answer, same shape; None: not asked
+    customvision_latency_ms: float | None = None
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict:
@@ -52,7 +54,7 @@ class EndpointTestResult:
                 "latency_ms": self.latency_ms, "endpoint": self.endpoint, "deployment": self.deployment,
                 "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
                 "throughput_rps": self.throughput_rps, "requests": self.requests, "concurrency": self.concurrency,
-                "failed": self.failed}
+                "failed": self.failed, "customvision": None if self.customvision is None else list(self.customvision)}
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -229,6 +231,7 @@ class EndpointTest:
         p50, p95, p99 = percentiles(latencies)
         throughput = len(latencies) / wall_s if wall_s > 0 else 0.0
         preds = tuple(predictions(outputs, info))
+        cloud = await self._compare(ctx, prediction_dicts(preds), info.task == "detection")
         best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
         where = deployment or "traffic split"
         summary = (f"{best} from {endpoint}/{where}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
@@ -239,7 +242,42 @@ class EndpointTest:
             predictions=tuple(prediction_dicts(preds)), latency_ms=p50, p50_ms=p50, p95_ms=p95, p99_ms=p99,
             throughput_rps=throughput, requests=self.requests, concurrency=concurrency, failed=failed,
             errors={f"HTTP {k}" if k else "no answer": v for k, v in errors.items()},
-            latencies_ms=tuple(latencies))
+            customvision=cloud.predictions if cloud else None,
+            customvision_latency_ms=cloud.latency_ms if cloud else None, latencies_ms=tuple(latencies))
+
+    async def _compare(self, ctx: StepContext, ours: list[dict], detection: bool) -> Any:
+        """The same image through Custom Vision's prediction API, when it is configured; a refusal is a
+        warning (the comparison is extra), never the step's failure."""
+        from cvtriton_core.adapters.customvision_prediction import predict
+
+        s = ctx.settings
+        wanted = {"VISION_PREDICTION_ENDPOINT": s.get("VISION_PREDICTION_ENDPOINT"),
+                  "VISION_PREDICTION_KEY": s.get("VISION_PREDICTION_KEY"),
+                  "VISION_PROJECT_ID": s.get("VISION_PROJECT_ID") or ctx.state.get("project_id"),
+                  "VISION_PUBLISH_ITERATION_NAME": s.get("VISION_PUBLISH_ITERATION_NAME") or ctx.state.get("publish_name")}
+        if not all(wanted.values()):
+            if wanted["VISION_PREDICTION_KEY"]:
+                missing = ", ".join(k for k, v in wanted.items() if not v)
+                ctx.log(f"no Custom Vision comparison: {missing} not set", level="warning")
+            return None
+        published, exported = ctx.state.get("published_iteration"), ctx.state.get("export_iteration")
+        if published and exported and published != exported:
+            ctx.log(f"the published iteration {published} is not the exported one {exported}: the answers may "
+                    "differ", level="warning")
+        try:
+            cloud = await ctx.blocking(predict, wanted["VISION_PREDICTION_ENDPOINT"], wanted["VISION_PREDICTION_KEY"],
+                                       wanted["VISION_PROJECT_ID"], wanted["VISION_PUBLISH_ITERATION_NAME"],
+                                       self.image.read_bytes(), detection=detection)
+        except UserError as exc:
+            ctx.log(f"no Custom Vision comparison: {exc.one_line()}", level="warning")
+            return None
+        theirs = {p["label"]: p["probability"] for p in cloud.predictions}
+        ctx.log(f"side by side (Triton | Custom Vision {cloud.latency_ms:.0f} ms):", source="endpoint-test")
+        for p in ours[:5]:
+            other = theirs.get(p["label"])
+            shown = f"{other:.4f}" if other is not None else "—"
+            ctx.log(f"  {p['label']:<20} {p['probability']:.4f} | {shown}", source="endpoint-test")
+        return cloud
 
     async def _refused(self, ctx: StepContext, exc: UserError, host: str, model: str, info: Any, tensor: Any,
                        headers: dict[str, str], deployment: str | None, limit_hint: str) -> UserError:
