@@ -171,3 +171,13 @@ def remember_created(ctx: StepContext, endpoint: str, *, created: bool) -> None:
     if created:
         names.append(endpoint)
     ctx.state.set(**{STATE_CREATED: names})
+
+
+def endpoint_state(az: Any, endpoint: str) -> str | None:
+    info = az.endpoint(endpoint)
+    return info.state if info else None
+
+
+def deployment_state(az: Any, endpoint: str, deployment: str) -> str | None:
+    info = az.deployment(endpoint, deployment)
+    return info.state if info else None

@@ -13,9 +13,6 @@ import os
 import re
 import statistics
 import threading
-import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +96,33 @@ def explain_status(status: int | None, message: str, *, model: str, deployment: 
     return message, "check the endpoint and the deployment in the Azure ML studio"
 
 
+@dataclass
+class _Target:
+    """Where the test requests go and what they carry (the headers hold the secret: never shown)."""
+
+    endpoint: str
+    deployment: str | None
+    host: str
+    model: str
+    info: Any
+    tensor: Any
+    headers: dict[str, str]
+    limit_hint: str
+
+    def client(self) -> Any:
+        from cvtriton_triton.infer_client import TritonHttpClient
+
+        return TritonHttpClient(self.host, ssl=True, headers=self.headers,
+                                ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or None, timeout=180.0)
+
+    def send(self, client: Any) -> tuple[dict, float]:
+        return client.timed_infer(self.model, self.info.input.name, self.tensor, [o.name for o in self.info.outputs])
+
+    def explain(self, status: int | None, message: str, container_status: str | None = None) -> tuple[str, str]:
+        return explain_status(status, message, model=self.model, deployment=self.deployment,
+                              limit_hint=self.limit_hint, container_status=container_status)
+
+
 class EndpointTest:
     name = "endpoint-test"
     title = "Test the Azure ML endpoint"
@@ -109,24 +133,61 @@ class EndpointTest:
         self.o = options or AzureOptions()
 
     async def run(self, ctx: StepContext) -> EndpointTestResult:
-        from cvtriton_core.adapters.azureml import MAX_CONCURRENT_PER_INSTANCE, MODEL_DEPLOYMENT_HEADER
+        from cvtriton_core.steps.load_run import run_load
         from cvtriton_core.steps.local_target import prediction_dicts
-        from cvtriton_triton.model_repository import read_model_info
         from cvtriton_triton.postprocess import predictions
-        from cvtriton_triton.preprocess import prepare
 
         if not self.image.is_file():
             raise UserError(f"test image {self.image} does not exist", "pass --image PATH (a JPEG or PNG)")
-        concurrency = self.o.concurrency
-        if not 1 <= concurrency <= 64:
-            raise UserError(f"concurrency {concurrency} is out of range", "choose 1 to 64")
+        if not 1 <= self.o.concurrency <= 64:
+            raise UserError(f"concurrency {self.o.concurrency} is out of range", "choose 1 to 64")
+        az = azureml(ctx)
+        target, secret = await self._target(ctx, az)
+        stop = threading.Event()
+        try:
+            outputs = await self._warm_up(ctx, az, target, secret)
+            load = await ctx.blocking(
+                run_load, target.client, lambda client: target.send(client)[1], total=self.requests,
+                concurrency=self.o.concurrency, stop=stop,
+                on_done=lambda done, ms: ctx.progress(f"request {done}/{self.requests}: {ms:.1f} ms", done=done,
+                                                      total=self.requests))
+        except asyncio.CancelledError:
+            stop.set()      # else the threads keep sending to the endpoint, and quitting waits for them
+            raise
+        failed = sum(load.errors.values())
+        for status, count in sorted(load.errors.items()):
+            cause, fix = target.explain(status or None, "")
+            ctx.log(f"{count} of {self.requests} requests failed: {cause} — {fix}", level="warning")
+        if not load.latencies_ms:
+            worst = load.errors.most_common(1)[0][0] if load.errors else None
+            raise UserError(*target.explain(worst or None, "every timed request failed"), exit_code=1)
+        p50, p95, p99 = percentiles(load.latencies_ms)
+        preds = tuple(predictions(outputs, target.info))
+        cloud = await self._compare(ctx, prediction_dicts(preds), target.info.task == "detection")
+        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
+        summary = (f"{best} from {target.endpoint}/{target.deployment or 'traffic split'}: p50 {p50:.1f} ms, "
+                   f"p95 {p95:.1f} ms, p99 {p99:.1f} ms, {load.throughput_rps:.1f} req/s at concurrency "
+                   f"{self.o.concurrency}" + (f", {failed} failed" if failed else ""))
+        return EndpointTestResult(
+            summary=summary, model=target.model, task=target.info.task, image=self.image, endpoint=target.endpoint,
+            deployment=target.deployment, predictions=tuple(prediction_dicts(preds)), latency_ms=p50, p50_ms=p50,
+            p95_ms=p95, p99_ms=p99, throughput_rps=load.throughput_rps, requests=self.requests,
+            concurrency=self.o.concurrency, failed=failed,
+            errors={f"HTTP {k}" if k else "no answer": v for k, v in load.errors.items()},
+            customvision=cloud.predictions if cloud else None,
+            customvision_latency_ms=cloud.latency_ms if cloud else None, latencies_ms=tuple(load.latencies_ms))
+
+    async def _target(self, ctx: StepContext, az: Any) -> tuple[_Target, Any]:
+        from cvtriton_core.adapters.azureml import MAX_CONCURRENT_PER_INSTANCE, MODEL_DEPLOYMENT_HEADER
+        from cvtriton_triton.model_repository import read_model_info
+        from cvtriton_triton.preprocess import prepare
+
         repo, model = ctx.state.get("repository"), ctx.state.get("model_name")
         if not repo or not model:
             raise UserError("no model repository in this run (the test needs the model's inputs and outputs)",
                             "run the repository step in this work folder first")
         endpoint = endpoint_name(ctx, self.o.endpoint)
         deployment = None if self.o.by_traffic else (self.o.deployment or ctx.state.get(STATE_DEPLOYMENT))
-        az = azureml(ctx)
         info_ep = await ctx.blocking(az.endpoint, endpoint)
         if info_ep is None:
             raise UserError(f"endpoint {endpoint} does not exist", "run the deploy step first")
@@ -145,105 +206,48 @@ class EndpointTest:
         secret = await ctx.blocking(az.secret, endpoint)
         info = await ctx.blocking(read_model_info, Path(repo) / model)
         tensor = await ctx.blocking(prepare, self.image, info)
-        outputs_wanted = [o.name for o in info.outputs]
-        limit_hint = (f"2 x {MAX_CONCURRENT_PER_INSTANCE} (max_concurrent_requests_per_instance) x {instances} "
-                      f"instance(s) = {2 * MAX_CONCURRENT_PER_INSTANCE * instances}")
         headers = {"Authorization": f"Bearer {secret.value}"}
         if deployment:
             headers[MODEL_DEPLOYMENT_HEADER] = deployment
-        ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or None
-        stop = threading.Event()
+        limit = 2 * MAX_CONCURRENT_PER_INSTANCE * instances
+        hint = f"2 x {MAX_CONCURRENT_PER_INSTANCE} (max_concurrent_requests_per_instance) x {instances} " \
+               f"instance(s) = {limit}"
+        return _Target(endpoint, deployment, host, model, info, tensor, headers, hint), secret
 
-        def client() -> Any:
-            from cvtriton_triton.infer_client import TritonHttpClient
+    async def _warm_up(self, ctx: StepContext, az: Any, target: _Target, secret: Any) -> dict:
+        """The first request (not timed): the predictions; an expired aml_token is replaced once."""
 
-            return TritonHttpClient(host, ssl=True, headers=headers, ca_certs=ca_certs, timeout=180.0)
-
-        def warm_up() -> dict:
-            first = client()
+        def once() -> dict:
+            client = target.client()
             try:
-                outputs, ms = first.timed_infer(model, info.input.name, tensor, outputs_wanted)
+                outputs, ms = target.send(client)
             finally:
-                first.close()
+                client.close()
             ctx.log(f"first request (warm-up, not counted): {ms:.1f} ms", source="endpoint-test")
             return outputs
 
-        def load() -> tuple[list[float], Counter, float]:
-            latencies: list[float] = []
-            errors: Counter = Counter()
-            lock = threading.Lock()
-            issued = [0]
-
-            def worker() -> None:
-                mine = client()
-                try:
-                    while not stop.is_set():
-                        with lock:
-                            if issued[0] >= self.requests:
-                                return
-                            issued[0] += 1
-                        try:
-                            _, ms = mine.timed_infer(model, info.input.name, tensor, outputs_wanted)
-                        except UserError as exc:
-                            with lock:
-                                errors[getattr(exc, "http_status", None) or 0] += 1
-                            continue
-                        with lock:
-                            latencies.append(ms)
-                            done = len(latencies) + sum(errors.values())
-                        ctx.progress(f"request {done}/{self.requests}: {ms:.1f} ms", done=done, total=self.requests)
-                finally:
-                    mine.close()
-
-            started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="endpoint-test") as pool:
-                for future in [pool.submit(worker) for _ in range(concurrency)]:
-                    future.result()
-            return latencies, errors, time.perf_counter() - started
-
         try:
             try:
-                try:
-                    outputs = await ctx.blocking(warm_up)
-                except UserError as exc:
-                    if getattr(exc, "http_status", None) != 401 or secret.kind != "aml_token":
-                        raise
-                    ctx.log("the endpoint refused the token (expired?): fetching a fresh one", source="endpoint-test")
-                    secret = await ctx.blocking(az.secret, endpoint)
-                    headers["Authorization"] = f"Bearer {secret.value}"
-                    outputs = await ctx.blocking(warm_up)
+                return await ctx.blocking(once)
             except UserError as exc:
-                raise await self._refused(ctx, exc, host, model, info, tensor, headers, deployment,
-                                          limit_hint) from None
-            latencies, errors, wall_s = await ctx.blocking(load)
-        except asyncio.CancelledError:
-            stop.set()
-            raise
-        failed = sum(errors.values())
-        for status, count in sorted(errors.items()):
-            cause, fix = explain_status(status or None, "", model=model, deployment=deployment, limit_hint=limit_hint)
-            ctx.log(f"{count} of {self.requests} requests failed: {cause} — {fix}", level="warning")
-        if not latencies:
-            worst = errors.most_common(1)[0][0] if errors else None
-            cause, fix = explain_status(worst or None, "every timed request failed", model=model,
-                                        deployment=deployment, limit_hint=limit_hint)
-            raise UserError(cause, fix, exit_code=1)
-        p50, p95, p99 = percentiles(latencies)
-        throughput = len(latencies) / wall_s if wall_s > 0 else 0.0
-        preds = tuple(predictions(outputs, info))
-        cloud = await self._compare(ctx, prediction_dicts(preds), info.task == "detection")
-        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
-        where = deployment or "traffic split"
-        summary = (f"{best} from {endpoint}/{where}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
-                   f"{throughput:.1f} req/s at concurrency {concurrency}"
-                   + (f", {failed} failed" if failed else ""))
-        return EndpointTestResult(
-            summary=summary, model=model, task=info.task, image=self.image, endpoint=endpoint, deployment=deployment,
-            predictions=tuple(prediction_dicts(preds)), latency_ms=p50, p50_ms=p50, p95_ms=p95, p99_ms=p99,
-            throughput_rps=throughput, requests=self.requests, concurrency=concurrency, failed=failed,
-            errors={f"HTTP {k}" if k else "no answer": v for k, v in errors.items()},
-            customvision=cloud.predictions if cloud else None,
-            customvision_latency_ms=cloud.latency_ms if cloud else None, latencies_ms=tuple(latencies))
+                if getattr(exc, "http_status", None) != 401 or secret.kind != "aml_token":
+                    raise
+                ctx.log("the endpoint refused the token (expired?): fetching a fresh one", source="endpoint-test")
+                secret = await ctx.blocking(az.secret, target.endpoint)
+                target.headers["Authorization"] = f"Bearer {secret.value}"
+                return await ctx.blocking(once)
+        except UserError as exc:
+            raise await self._refused(ctx, exc, target) from None
+
+    async def _refused(self, ctx: StepContext, exc: UserError, target: _Target) -> UserError:
+        status = getattr(exc, "http_status", None)
+        if status is None:
+            return UserError(exc.cause, exc.fix, exit_code=1)
+        message, container_status = _service_text(exc.cause), None
+        if status == 424:
+            container_status, inner = await ctx.blocking(_diagnose_424, target)
+            message = inner or message
+        return UserError(*target.explain(status, message, container_status), exit_code=1)
 
     async def _compare(self, ctx: StepContext, ours: list[dict], detection: bool) -> Any:
         """The same image through Custom Vision's prediction API, when it is configured; a refusal is a
@@ -279,20 +283,6 @@ class EndpointTest:
             ctx.log(f"  {p['label']:<20} {p['probability']:.4f} | {shown}", source="endpoint-test")
         return cloud
 
-    async def _refused(self, ctx: StepContext, exc: UserError, host: str, model: str, info: Any, tensor: Any,
-                       headers: dict[str, str], deployment: str | None, limit_hint: str) -> UserError:
-        status = getattr(exc, "http_status", None)
-        message = _service_text(exc.cause) if status else exc.cause
-        container_status = None
-        if status == 424:
-            container_status, inner = await ctx.blocking(_diagnose_424, host, model, info, tensor, headers)
-            message = inner or message
-        if status is None:
-            return UserError(exc.cause, exc.fix, exit_code=1)
-        cause, fix = explain_status(status, message, model=model, deployment=deployment, limit_hint=limit_hint,
-                                    container_status=container_status)
-        return UserError(cause, fix, exit_code=1)
-
 
 def _service_text(cause: str) -> str:
     """The service's own words from the client's error line (``... failed: HTTP 404: {"message": "..."}``)."""
@@ -305,7 +295,7 @@ def _service_text(cause: str) -> str:
     return str(body.get("message") or body.get("error") or text) if isinstance(body, dict) else text
 
 
-def _diagnose_424(host: str, model: str, info: Any, tensor: Any, headers: dict[str, str]) -> tuple[str | None, str]:
+def _diagnose_424(target: _Target) -> tuple[str | None, str]:
     """Send the same request once more without tritonclient to read Azure's model-error headers."""
     import requests
     import tritonclient.http as triton_http
@@ -313,14 +303,16 @@ def _diagnose_424(host: str, model: str, info: Any, tensor: Any, headers: dict[s
 
     from cvtriton_core.adapters.azureml import MODEL_ERROR_STATUS_HEADER
 
+    info, tensor = target.info, target.tensor
     request_input = triton_http.InferInput(info.input.name, list(tensor.shape), np_to_triton_dtype(tensor.dtype))
     request_input.set_data_from_numpy(tensor, binary_data=True)
     body, json_size = triton_http.InferenceServerClient.generate_request_body([request_input])
-    sent = {**headers, "Content-Type": "application/octet-stream"}
+    sent = {**target.headers, "Content-Type": "application/octet-stream"}
     if json_size is not None:
         sent["Inference-Header-Content-Length"] = str(json_size)
     try:
-        response = requests.post(f"https://{host}/v2/models/{model}/infer", data=body, headers=sent, timeout=180)
+        response = requests.post(f"https://{target.host}/v2/models/{target.model}/infer", data=body, headers=sent,
+                                 timeout=180)
     except requests.RequestException:
         return None, ""
     status = response.headers.get(MODEL_ERROR_STATUS_HEADER)
