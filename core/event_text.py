@@ -48,8 +48,8 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
             eta = f" (ETA {eta_s:.0f}s)" if eta_s is not None else ""
             return EventText(f"    {percent}{message}{eta}")
         case LayerProgress(status="exists", layer=layer, direction=direction, step=step):
-            where = "the registry" if direction == "push" else "this machine"
-            return EventText(f"layer {layer}: already on {where}, not sent", prefix=f"[{step}] ")
+            text = "already in the registry, not sent" if direction == "push" else "already on this machine"
+            return EventText(f"layer {layer}: {text}", prefix=f"[{step}] ")
         case LayerProgress(status="done", layer=layer, direction=direction, current=current, total=total, step=step):
             moved = current if current is not None else total
             size = f" ({_megabytes(moved)})" if moved is not None else ""

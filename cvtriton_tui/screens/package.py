@@ -18,7 +18,6 @@ from cvtriton_core.errors import UserError
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.messages import SampleReady
 from cvtriton_tui.screens.base import StepPane
-from cvtriton_tui.screens.state import core_steps_available
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
@@ -50,10 +49,8 @@ class PackagePane(StepPane):
         self.entered()
 
     def step_names(self) -> list[str]:
-        names = ["import", "repository"]
-        if self.state.target == "azure" and core_steps_available("build", "push"):
-            names += ["build", "push"]
-        return names
+        # The image steps (package, build, push) exist in the core but are not wired into this pane yet.
+        return ["import", "repository"]
 
     def entered(self) -> None:
         state = self.state
@@ -64,10 +61,10 @@ class PackagePane(StepPane):
             source = "the export downloaded by Train & export"
         self.query_one("#package-source", Static).update(Text(f"Model: {source}"))
         note = self.query_one("#docker-note", Static)
-        missing = state.target == "azure" and not core_steps_available("build", "push")
-        note.display = missing
-        note.update(Text("Docker adapter not available yet: building and pushing the Triton image will stream "
-                         "here once it lands. Import and repository run now.", style="yellow"))
+        note.display = state.target == "azure"
+        note.update(Text("Building and pushing the Triton image is not wired into this pane yet: run it headless "
+                         "with cvtriton-tui run --steps package,build,push. Import and repository run here.",
+                         style="yellow"))
         panel = self.query_one(ProgressPanel)
         if not self.running and list(panel.rows) != self.step_names():   # keep a finished run's rows
             panel.plan([(n, TITLES[n]) for n in self.step_names()])

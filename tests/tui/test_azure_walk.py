@@ -97,8 +97,8 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
 
         await goto_next(pilot, app, "package")
         package = app.main.pane("package")
-        assert package.query_one("#docker-note").display           # no Docker adapter yet: said plainly
-        assert "Docker adapter not available yet" in str(package.query_one("#docker-note").render())
+        assert package.query_one("#docker-note").display           # image steps not in this pane yet: said plainly
+        assert "not wired into this pane yet" in str(package.query_one("#docker-note").render())
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.state.status.get("package") in ("done", "failed"), 60, "packaging")
         assert app.state.status["package"] == "done", app.session_log[-6:]
