@@ -19,6 +19,9 @@ from cvtriton_tui.screens.state import INSTANCE_TYPES, core_steps_available
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.timeline import Timeline
 
+# The core's deploy step is registered and runs headless (cvtriton-tui run --steps deploy); this pane does
+# not hand its fields to it yet, so it must not run the step with defaults in their place.
+PANE_DRIVES_STEP = False
 UNAVAILABLE = ("Azure ML adapter not available yet: deploying needs it. What you enter here is kept and "
                "checked now; the provisioning timeline and the container log will stream here once it lands.")
 
@@ -80,7 +83,7 @@ class DeployPane(StepPane):
         self.entered()
 
     def entered(self) -> None:
-        available = core_steps_available("deploy")
+        available = (PANE_DRIVES_STEP and core_steps_available("deploy"))
         self.query_one("#deploy-note").display = not available
         self.query_one("#deploy-run", Button).disabled = not available or self.running
         if not self.state.endpoint_name and self.state.value("ENDPOINT_NAME"):
@@ -117,7 +120,7 @@ class DeployPane(StepPane):
             self.wizard.action_cancel_run()
 
     def run_step(self) -> None:
-        if not core_steps_available("deploy"):
+        if not (PANE_DRIVES_STEP and core_steps_available("deploy")):
             self.app.notify(UNAVAILABLE, severity="warning")
             return
         problems = self._validate()
