@@ -165,6 +165,11 @@ def login(login_server: str, entra_token: Any) -> RegistryAuth:
     if answer.status_code in (401, 403):
         raise UserError(f"registry {login_server} refused the Azure sign-in token (HTTP {answer.status_code})",
                         "make sure the signed-in identity has the AcrPush role on the registry") from None
+    if answer.status_code in (404, 405):
+        raise UserError(f"registry {login_server} has no Azure token exchange (HTTP {answer.status_code} from "
+                        f"{exchange_url}): it is not an Azure Container Registry",
+                        "set IMAGE_REGISTRY_USERNAME and IMAGE_REGISTRY_PASSWORD for it, or push to the "
+                        "workspace's registry (unset IMAGE_REGISTRY)")
     if answer.status_code != 200:
         raise UserError(f"the token exchange of registry {login_server} failed (HTTP {answer.status_code})",
                         "retry later; if it persists, check the registry in the Azure portal")

@@ -75,6 +75,11 @@ class RegistryLogin:
                 raise UserError(f"workspace {workspace.name} has no container registry attached",
                                 "attach one (Azure portal > the workspace > Container registry), or set IMAGE_REGISTRY")
             login_server = (await ctx.blocking(az.registry, workspace.registry_id)).login_server
+        if ctx.settings.get("IMAGE_REGISTRY_USERNAME") and ctx.settings.get("IMAGE_REGISTRY_PASSWORD"):
+            ctx.run.shared["registry_auth"] = None     # push uses the settings' credential as they are
+            ctx.state.set(**{STATE_REGISTRY: login_server})
+            return RegistryLoginResult(f"{login_server}: IMAGE_REGISTRY_USERNAME/PASSWORD from the settings",
+                                       login_server, False)
         ctx.progress(f"Logging in to {login_server}")
         auth = await ctx.blocking(login, login_server, az.arm_token)
         ctx.run.shared["registry_auth"] = auth.docker_auth()

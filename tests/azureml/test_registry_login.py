@@ -54,6 +54,13 @@ async def test_registry_login_step(azure, tmp_path, kit):
         events = await kit.collect([RegistryLogin()], run)
         assert kit.result_of(events, "registry-login").anonymous
         assert run.shared["registry_auth"] is None
+    with LocalRegistry(tmp_path / "basic", users={"ci": "secret-password"}) as basic:
+        values = {**azure.settings(), "IMAGE_REGISTRY": basic.host, "IMAGE_REGISTRY_USERNAME": "ci",
+                  "IMAGE_REGISTRY_PASSWORD": "secret-password"}
+        run = RunContext.create(Settings(values), tmp_path / "w4")
+        events = await kit.collect([RegistryLogin()], run)        # the settings' credential: no exchange tried
+        assert "IMAGE_REGISTRY_USERNAME/PASSWORD from the settings" in kit.result_of(events, "registry-login").summary
+        assert run.shared["registry_auth"] is None
     azure.arm.detach_registry()
     events = await kit.collect([RegistryLogin()], RunContext.create(Settings(azure.settings()), tmp_path / "w3"))
     assert "has no container registry attached" in kit.failures(events)[0].message
