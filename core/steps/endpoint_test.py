@@ -127,7 +127,7 @@ class EndpointTest:
     name = "endpoint-test"
     title = "Test the Azure ML endpoint"
 
-    def __init__(self, image: Path, *, requests: int = 20, options: AzureOptions | None = None) -> None:
+    def __init__(self, image: Path, *, requests: int = 5, options: AzureOptions | None = None) -> None:
         self.image = Path(image)
         self.requests = max(1, requests)
         self.o = options or AzureOptions()

@@ -19,6 +19,7 @@ all of them when the emulator stops.
 from __future__ import annotations
 
 import http.client
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Callable
 from cvtriton_standins.arm_records import TROUBLESHOOTING, ArmError, Deployment, Environment, parse_duration
 
 LABEL = "cvtriton.standin.emulator"
+PID_LABEL = "cvtriton.standin.pid"        # the emulator's process: its containers outlive it only if it was killed
 PROBE_DEFAULTS = {"initialDelay": 10.0, "period": 10.0, "timeout": 2.0, "successThreshold": 1,
                   "failureThreshold": 30}
 
@@ -89,6 +91,7 @@ class DeploymentRunner:
         self._starting: dict[tuple[str, str], Running] = {}    # a new generation being provisioned
         self._failed: dict[tuple[str, str], Running] = {}      # the last failed one, stopped, kept for its logs
         self.pulls: list[str] = []
+        self.sweep_orphans()
 
     # queries ------------------------------------------------------------------------------------
     def ready_ports(self, endpoint: str, deployment: str) -> list[int]:
@@ -140,6 +143,19 @@ class DeploymentRunner:
         for endpoint, deployment in keys:
             self.remove(endpoint, deployment)
         self.sweep(self.emulator_id)
+
+    def sweep_orphans(self) -> int:
+        """Remove containers of emulators whose process is gone (a killed test run leaves them running)."""
+        removed = 0
+        for container in self._docker.containers.list(all=True, filters={"label": LABEL}):
+            pid = container.labels.get(PID_LABEL, "")
+            if pid.isdigit() and not _alive(int(pid)):
+                try:
+                    container.remove(force=True)
+                    removed += 1
+                except Exception:   # noqa: BLE001 - another sweeper got it
+                    pass
+        return removed
 
     def sweep(self, emulator_id: str | None = None) -> int:
         """Remove containers left by an emulator (``None``: by any emulator of this kit)."""
@@ -208,7 +224,8 @@ class DeploymentRunner:
                 image, detach=True, name=f"cvtemu-{self.emulator_id}-{deployment.endpoint}-{deployment.name}-"
                                          f"g{deployment.generation}-{index}",
                 environment=env, ports={f"{port}/tcp": ("127.0.0.1", None)},
-                labels={LABEL: self.emulator_id, "cvtriton.standin.endpoint": deployment.endpoint,
+                labels={LABEL: self.emulator_id, PID_LABEL: str(os.getpid()),
+                        "cvtriton.standin.endpoint": deployment.endpoint,
                         "cvtriton.standin.deployment": deployment.name})
             running.instances.append(Instance(container.id, self._host_port(container.id, port)))
         for instance in running.instances:
@@ -332,3 +349,13 @@ class DeploymentRunner:
                     self._docker.api.remove_container(instance.container_id, force=True)
             except Exception:   # noqa: BLE001 - already gone
                 pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
