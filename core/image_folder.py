@@ -30,12 +30,14 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cvtriton_core.adapters.customvision_types import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS
 from cvtriton_core.errors import UserError
 
-CLASSIFICATION_TASKS = ("Classification-Multiclass", "Classification-Multilabel")
-TASKS = CLASSIFICATION_TASKS + ("ObjectDetection",)
 REGIONS_FILE = "regions.csv"
 REGIONS_HEADER = ("image", "tag", "left", "top", "width", "height")
+# What Custom Vision accepts for training ("Images must be .jpg, .png, .bmp or .gif", at most 6 MB:
+# https://learn.microsoft.com/azure/ai-services/custom-vision-service/limits-and-quotas). A test image only has to
+# be readable by Pillow (cvtriton_triton.image_formats.TEST_IMAGE_SUFFIXES): WebP is fine there, not here.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "GIF"})
 MAX_TRAINING_IMAGE_BYTES = 6 * 1024 * 1024
@@ -89,10 +91,6 @@ class FolderPlan:
     def ok(self) -> bool:
         return not self.problems
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(i.size for i in self.images)
-
     def raise_for_problems(self) -> None:
         """One UserError (bad input, exit 2) naming the first problem and how many more there are."""
         if self.problems:
@@ -111,9 +109,9 @@ def scan_image_folder(root: Path, task: str | None = None) -> FolderPlan:
         return FolderPlan(root, task or CLASSIFICATION_TASKS[0], {}, (),
                           (f"{root} {what} — pass a folder of images (one sub-folder per tag, or regions.csv)",))
     if task is None:
-        task = "ObjectDetection" if (root / REGIONS_FILE).is_file() else CLASSIFICATION_TASKS[0]
+        task = DETECTION_TASK if (root / REGIONS_FILE).is_file() else CLASSIFICATION_TASKS[0]
     scan = _Scan(root, task)
-    if task == "ObjectDetection":
+    if task == DETECTION_TASK:
         scan.detection()
     else:
         scan.classification()
@@ -153,7 +151,7 @@ class _Scan:
         for same in (tags for tags in by_folded.values() if len(tags) > 1):
             self.problems.append(f"tags {' and '.join(repr(t) for t in same)} differ only in letter case; Custom "
                                  "Vision treats them as one tag — give them one spelling")
-        if self.task == "ObjectDetection":
+        if self.task == DETECTION_TASK:
             for tag, n in sorted(counts.items()):
                 if n < MIN_REGIONS_PER_TAG:
                     self.problems.append(f"tag {tag!r} has {n} regions; training needs at least "
@@ -186,7 +184,7 @@ class _Scan:
                     by_digest[image.digest] = image
                 elif tag in twin.tags:
                     self.warnings.append(f"{image.name} and {twin.name} are the same image; it is uploaded once")
-                elif self.task == "Classification-Multilabel":
+                elif self.task == CLASSIFICATION_TASKS[1]:
                     by_digest[image.digest] = dataclasses.replace(twin, tags=twin.tags + (tag,))
                 else:
                     self.problems.append(f"{image.name} and {twin.name} are the same image under two tags; a "

@@ -46,6 +46,14 @@ class RunState:
         self._data["values"].update({k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()})
         self.save()
 
+    def drop(self, *keys: str) -> None:
+        """Forget ``keys`` (saved only when one of them was there)."""
+        found = [k for k in keys if k in self._data["values"]]
+        for key in found:
+            del self._data["values"][key]
+        if found:
+            self.save()
+
     @property
     def values(self) -> dict[str, Any]:
         return dict(self._data["values"])

@@ -1,5 +1,6 @@
-"""Settings from ``.env`` (python-dotenv): every variable the seed and facts.md name, validated, with secrets
-masked in every repr and registered for redaction, saved back atomically with a backup."""
+"""Settings from ``.env`` (python-dotenv): every variable the tool reads, validated, with secrets masked in
+every repr and registered for redaction, saved back atomically with a backup. ``.env.example`` at the
+repository root lists them all, grouped as here (a test keeps the two in step)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from typing import Callable, Iterable, Mapping
 
 from dotenv import dotenv_values
 
+from cvtriton_core.adapters.customvision_types import (DEFAULT_EXPORT_FLAVOR, ONNX_FLAVORS, TASKS,
+                                                       canonical_flavor)
 from cvtriton_core.errors import SettingsError
 from cvtriton_core.fsutil import atomic_write_bytes, atomic_write_text
 from cvtriton_core.redact import mask, register_secret
 from cvtriton_triton.image_context import DEFAULT_BASE_IMAGE, check_image_reference, check_registry
+from cvtriton_triton.naming import (DEFAULT_MODEL_NAME, DEFAULT_MODEL_VERSION, model_name_problem,
+                                    model_version_problem)
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
@@ -22,12 +27,9 @@ RESOURCE_ID = re.compile(
     re.IGNORECASE,
 )
 ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RESOURCE_GROUP = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")   # 1-90, not ending in "."
 WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 LOCATION = re.compile(r"^[a-z0-9]{3,30}$")
-PROJECT_TASKS = ("", "Classification-Multiclass", "Classification-Multilabel", "ObjectDetection")
-EXPORT_FLAVORS = ("", "ONNX10", "ONNX12", "ONNXFloat16")   # the seed's "ONNX16" is not one of them
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str | None]:
@@ -40,13 +42,18 @@ def _choice(options: Iterable[str]) -> Callable[[str], str | None]:
 
 
 def _flavor(value: str) -> str | None:
-    if value == "ONNX16":
-        return "ONNX12 or ONNXFloat16 (ONNX16, used by the seed script, is not a Custom Vision export flavor)"
-    return _choice(EXPORT_FLAVORS)(value)
+    if canonical_flavor(value):
+        return None
+    if value.upper() == "ONNX16":   # a name older scripts use; it is not a flavor the service knows
+        return "ONNX12 or ONNXFloat16 (ONNX16 is not a Custom Vision export flavor)"
+    return "one of " + ", ".join(ONNX_FLAVORS) + " (any letter case)"
 
 
-def _positive_int(value: str) -> str | None:
-    return None if value.isdigit() and int(value) > 0 else "a whole number from 1 up"
+BOOLEANS = {"true": True, "false": False}     # how a yes/no setting is written (any letter case)
+
+
+def _boolean(value: str) -> str | None:
+    return None if value.lower() in BOOLEANS else "true or false"
 
 
 def _key(value: str) -> str | None:
@@ -79,12 +86,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VISION_PUBLISH_ITERATION_NAME", "Custom Vision project", "Name the iteration is published under", frozenset(), check=_pattern(re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "letters, digits, _ . - (no spaces)")),
     Variable("VISION_PROJECT_ID", "Custom Vision project", "Existing project (written back after create)", frozenset(), check=_pattern(GUID, "a project GUID")),
     Variable("VISION_ITERATION_ID", "Custom Vision project", "Existing iteration (written back after training)", frozenset(), check=_pattern(GUID, "an iteration GUID")),
-    Variable("VISION_PROJECT_TASK", "Custom Vision project", "Task for a new project (default: follows the image folder)", frozenset(), check=_choice(PROJECT_TASKS)),
+    Variable("VISION_PROJECT_TASK", "Custom Vision project", "Task for a new project (default: follows the image folder)", frozenset(), check=_choice(TASKS)),
     Variable("VISION_PROJECT_DOMAIN", "Custom Vision project", "Domain for a new project, id or name (default: the task's compact domain)", frozenset()),
-    Variable("VISION_EXPORT_FLAVOR", "Custom Vision project", "ONNX export flavor (ONNXFloat16 for a float16 model)", frozenset(), check=_flavor, default="ONNX12"),
+    Variable("VISION_EXPORT_FLAVOR", "Custom Vision project", "ONNX export flavor (ONNXFloat16 for a float16 model)", frozenset(), check=_flavor, default=DEFAULT_EXPORT_FLAVOR),
     Variable("ENDPOINT_NAME", "Triton", "Azure ML online endpoint name (3-32, unique in the region)", AZURE, check=_pattern(ENDPOINT_NAME, "3-32 letters, digits or -, starting with a letter")),
-    Variable("MODEL_NAME", "Triton", "Model name in the Triton repository", frozenset(), check=_pattern(MODEL_NAME, "letters, digits, _ . - (no spaces)"), default="customvision"),
-    Variable("MODEL_VERSION", "Triton", "Model version folder", frozenset(), check=_positive_int, default="1"),
+    Variable("MODEL_NAME", "Triton", "Model name in the Triton repository", frozenset(), check=model_name_problem, default=DEFAULT_MODEL_NAME),
+    Variable("MODEL_VERSION", "Triton", "Model version folder", frozenset(), check=model_version_problem, default=DEFAULT_MODEL_VERSION),
+    Variable("TRITON_ENSEMBLE", "Triton", "Also serve image bytes in, Custom Vision JSON out (the image ensemble beside the model)", frozenset(), check=_boolean, default="true"),
     Variable("TRITON_BASE_IMAGE", "Container image", "Triton image the built image starts FROM", frozenset(),
              check=check_image_reference, default=DEFAULT_BASE_IMAGE),
     Variable("IMAGE_REGISTRY", "Container image", "Registry the image is pushed to (host[:port][/namespace])",
@@ -117,6 +125,9 @@ class Settings(Mapping[str, str]):
     @classmethod
     def load(cls, path: Path | str = ".env", *, required: bool = False) -> "Settings":
         path = Path(path)
+        if path.is_dir():
+            raise SettingsError(f"settings file {path} is a folder", "pass --env-file with the path of a .env file "
+                                "(copy .env.example)")
         if not path.exists():
             if required:
                 raise SettingsError(f"settings file {path} not found", "create it (copy .env.example) or pass --env-file")

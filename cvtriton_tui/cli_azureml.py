@@ -40,9 +40,6 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--rollback", action="store_true", help="traffic: restore the split before the last change")
     group.add_argument("--delete", choices=DELETE_TARGETS, default="endpoint",
                        help="delete: the whole endpoint (default) or one deployment (--deployment)")
-    group.add_argument("--requests", type=_count, default=5,
-                       help="timed requests of the test and endpoint-test steps (default 5, as local --requests)")
-    group.add_argument("--concurrency", type=_count, default=1, help="endpoint-test: requests in flight (default 1)")
     group.add_argument("--by-traffic", action="store_true",
                        help="endpoint-test: send no deployment header (the endpoint's traffic split decides)")
     group.add_argument("--poll-seconds", type=_seconds, default=5.0,

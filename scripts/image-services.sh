@@ -41,9 +41,14 @@ cleanup() {
   rm -rf "$RUN_DIR"
   exit "$status"
 }
+child=
+on_signal() {   # forward to the command, let it finish its own cleanup, then stop the services (EXIT trap)
+  if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 daemon_answers() {
   "$PY" - <<'EOF' 2>/dev/null
@@ -110,5 +115,8 @@ export CVTRITON_TEST_REGISTRY="127.0.0.1:$open_port" CVTRITON_TEST_REGISTRY_AUTH
 log "registries on $CVTRITON_TEST_REGISTRY (open) and $CVTRITON_TEST_REGISTRY_AUTH (htpasswd)"
 
 status=0
-"$@" || status=$?
+"$@" <&0 &        # in the background so a signal reaches the traps at once (wait is interruptible)
+child=$!
+wait "$child" || status=$?
+child=
 exit "$status"

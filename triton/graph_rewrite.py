@@ -1,7 +1,7 @@
 """Make a Custom Vision classification graph servable by Triton.
 
 Triton's onnxruntime backend can only return tensors: a ZipMap output (``loss``,
-seq(map(string,float))) fails with "Unsupported ONNX Type 'ONNX_TYPE_SEQUENCE'" (facts.md). Custom
+seq(map(string,float))) fails with "Unsupported ONNX Type 'ONNX_TYPE_SEQUENCE'" at load time. Custom
 Vision computes those maps from a float probability tensor that already exists inside the graph, so
 we expose that tensor as the output instead, drop the string ``classLabel`` (the client maps the
 argmax to labels.txt itself) and remove whatever no longer feeds an output. The arithmetic is

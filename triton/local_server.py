@@ -1,6 +1,6 @@
 """A real Triton Inference Server (2.51, from the ``nvidia-pytriton`` wheel) run as a child process.
 
-Why it is built this way (see facts.md, "What runs on these machines"):
+Why it is built this way:
 
 * The wheel ships only the python backend, so ``start()`` assembles a backend directory holding the
   python backend (library, utils, the stub for *this* Python minor version) plus our Python-based
@@ -38,8 +38,14 @@ from urllib.parse import quote
 from .backends import TritonInstall, assemble_backend_directory, find_tritonserver
 from .errors import ServerError
 
-_EXIT_TIMEOUT_S = 5       # Triton waits this long for open client connections, then for unloads
-_STOP_GRACE_S = 15.0        # SIGTERM -> SIGKILL: two exit-timeout phases plus margin
+# On SIGTERM Triton waits up to --exit-timeout-secs for in-flight requests, then again for models to unload,
+# polling once a second. The python-backend stubs take ~2.5 s to unload even a tiny model, so the default wait
+# made every stop last ~3 s. We stop the local server only when its requests are done (or cancelled), and its
+# models hold nothing to flush, so 0: Triton exits at once, the stubs notice and exit (stop() takes ~0.15 s),
+# and anything still alive in the group is killed below.
+_EXIT_TIMEOUT_S = 0
+_STOP_GRACE_S = 5.0         # SIGTERM -> SIGKILL
+_DETAIL_LINES = 40          # the server's last log lines carried by a ServerError (details, not the one line)
 _LEFTOVER_GRACE_S = 3.0     # stubs notice their parent is gone and exit by themselves
 _PORT_ATTEMPTS = 3
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version \d+: (.*)")
@@ -63,6 +69,23 @@ def triton_failure_reason(lines: list[str]) -> str | None:
         if match:
             return _clean_log_text(match.group(1))
     return None
+
+
+async def _within(awaitable, timeout: float):
+    """``asyncio.wait_for`` that never loses the caller's cancellation: on Python 3.11 ``wait_for`` swallows a
+    cancel that arrives as the inner call completes (CPython gh-86296), and a stop request must never be lost
+    (the run would go on to its next step). Raises ``asyncio.TimeoutError`` after ``timeout`` seconds."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # retrieved: no "never retrieved"
+        raise asyncio.TimeoutError
+    return task.result()
 
 
 def _free_port() -> int:
@@ -116,6 +139,7 @@ class LocalTritonServer:
         self._stop_lock = asyncio.Lock()
         self._live = False  # HTTP endpoint answered: models loaded, SIGTERM is safe
         self._stopped = False
+        self._quiet = False  # we asked it to stop: its shutdown chatter stays in ``lines``, off the log sink
 
     # ------------------------------------------------------------------ public
     @property
@@ -158,7 +182,7 @@ class LocalTritonServer:
                     continue
                 fix = ("choose free ports or leave them empty to pick free ones" if "already in use" in failure
                        else "fix the model repository (config.pbtxt must match model.onnx); the Triton log has details")
-                raise ServerError(f"the local Triton server did not start: {failure}", fix)
+                raise ServerError(f"the local Triton server did not start: {failure}", fix, details=self.log_tail())
         except BaseException as exc:
             await self.stop()  # also on cancellation: never leave a half-started server behind
             if isinstance(exc, OSError):  # work folder unwritable, disk full, binary not executable...
@@ -179,7 +203,7 @@ class LocalTritonServer:
                 await self.stop()
                 failure = self._failure_text()
                 raise ServerError(f"the local Triton server exited while loading '{model_name}': {failure}",
-                                  "fix the model repository; the Triton log has details")
+                                  "fix the model repository; the Triton log has details", details=self.log_tail())
             status, _ = await self._http("GET", path)
             if status == 200:
                 return
@@ -188,7 +212,8 @@ class LocalTritonServer:
                                   "use the model name of a folder in the model repository")
             if time.monotonic() > deadline:
                 raise ServerError(f"model '{model_name}' was not ready after {timeout:.0f} s",
-                                  "look at the Triton log; the model may be too large for this machine")
+                                  "look at the Triton log; the model may be too large for this machine",
+                                  details=self.log_tail())
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
@@ -212,9 +237,15 @@ class LocalTritonServer:
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
 
+    def log_tail(self, count: int = _DETAIL_LINES) -> str:
+        """The server's last ``count`` log lines of this attempt, for an error's details."""
+        return "\n".join(list(self.lines)[-count:])
+
     # ------------------------------------------------------------- internals
-    def _emit(self, line: str) -> None:
+    def _emit(self, line: str, *, ours: bool = False) -> None:
         self.lines.append(line)
+        if self._quiet and not ours:
+            return
         if self._log is not None:
             try:
                 self._log(line)
@@ -302,8 +333,7 @@ class LocalTritonServer:
     async def _http(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """A tiny HTTP/1.1 request to our own server; (0, b"") while it is not answering."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", self.http_port), timeout=2.0)
+            reader, writer = await _within(asyncio.open_connection("127.0.0.1", self.http_port), 2.0)
         except (OSError, asyncio.TimeoutError):
             return 0, b""
         try:
@@ -311,7 +341,7 @@ class LocalTritonServer:
                     f"Content-Length: {len(body)}\r\n\r\n")
             writer.write(head.encode("ascii") + body)
             await writer.drain()
-            data = await asyncio.wait_for(reader.read(), timeout=2.0)
+            data = await _within(reader.read(), 2.0)
             status_line, _, rest = data.partition(b"\r\n")
             parts = status_line.split()
             return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), rest.partition(b"\r\n\r\n")[2]
@@ -330,11 +360,12 @@ class LocalTritonServer:
                 # stubs) when SIGTERM lands while python-backend instances initialize.
                 self._signal_group(signal.SIGKILL)
             else:
+                self._quiet = True   # "Waiting for in-flight requests", "Timeout 0: Found 1 live models"...
                 try:
                     proc.send_signal(signal.SIGTERM)
-                    await asyncio.wait_for(proc.wait(), timeout=_STOP_GRACE_S)
+                    await _within(proc.wait(), _STOP_GRACE_S)
                 except asyncio.TimeoutError:
-                    self._emit("[cvtriton] server ignored SIGTERM; killing it")
+                    self._emit("[cvtriton] server ignored SIGTERM; killing it", ours=True)
                     self._signal_group(signal.SIGKILL)
                 except ProcessLookupError:
                     pass

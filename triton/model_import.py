@@ -159,6 +159,8 @@ def unpack_export(zip_path: Path, dest: Path, *, max_unpacked_bytes: int = MAX_U
 
 def _locate(source: Path, staging: Path, max_unpacked_bytes: int) -> dict[str, Path]:
     """Where model.onnx / labels.txt / metadata_properties.json are for each kind of source."""
+    if source.is_file() and source.stat().st_size == 0:
+        raise ModelImportError(f"{source.name} is empty (0 bytes)", EXPORT_FIX)
     if source.is_dir():
         models = [source / "model.onnx"] if (source / "model.onnx").is_file() else sorted(source.glob("*.onnx"))
         if len(models) != 1:
@@ -206,9 +208,8 @@ def _check_no_external_data(model: onnx.ModelProto) -> None:
                                "use the single-file model.onnx that Custom Vision exports")
 
 
-def _build(source: Path, staging: Path, max_unpacked_bytes: int) -> ImportedModel:
-    found = _locate(source, staging, max_unpacked_bytes)
-    warnings: list[str] = []
+def _inspect_found(found: dict[str, Path], warnings: list[str]):
+    """Labels, metadata, the graph and what it is, for the files ``_locate`` found."""
     labels = read_labels(found["labels.txt"]) if "labels.txt" in found else None
     if labels == ():
         labels = None
@@ -216,7 +217,30 @@ def _build(source: Path, staging: Path, max_unpacked_bytes: int) -> ImportedMode
     metadata = _read_metadata(found.get("metadata_properties.json"), warnings)
     original = load_model(found["model.onnx"])
     _check_no_external_data(original)
-    info = inspect_onnx(original, labels, extra_metadata=metadata)
+    return labels, metadata, original, inspect_onnx(original, labels, extra_metadata=metadata)
+
+
+def check_source(source: Path, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> ModelInfo:
+    """What ``import_model`` checks before it runs the model: the kind of source, a whole and safe zip, a
+    readable ONNX graph following a Custom Vision contract, labels that fit it. Quick (no onnxruntime
+    session), and nothing is written where the user looks: a zip is unpacked into a temporary folder that is
+    removed again. Every problem is a one-line ``ModelImportError``."""
+    source = Path(source)
+    if not source.exists():
+        raise ModelImportError(f"{source} does not exist", "check the path to the exported model")
+    try:
+        with tempfile.TemporaryDirectory(prefix="cvtriton-check-") as tmp:
+            found = _locate(source, Path(tmp), max_unpacked_bytes)
+            return _inspect_found(found, [])[3]
+    except OSError as exc:
+        raise ModelImportError(f"cannot read {source}: {exc.strerror or exc}",
+                               "check that the model file is readable") from None
+
+
+def _build(source: Path, staging: Path, max_unpacked_bytes: int) -> ImportedModel:
+    found = _locate(source, staging, max_unpacked_bytes)
+    warnings: list[str] = []
+    labels, metadata, original, info = _inspect_found(found, warnings)
     if labels is None:
         if zipmap_labels(original):
             warnings.append("no labels.txt: labels taken from the model's ZipMap")

@@ -7,7 +7,9 @@ from enum import Enum
 
 
 class Contract(str, Enum):
-    """The ONNX output contracts Custom Vision exports use (facts.md, 'ONNX contracts')."""
+    """The ONNX output contracts Custom Vision exports use: a probability tensor (compact / S1
+    classifiers), only ``classLabel`` + a ZipMap ``loss`` (older classifiers), the S1 detector's
+    ``detected_boxes/classes/scores``, or the compact detector's YOLOv2-style grid ``model_outputs0``."""
 
     CLASSIFICATION = "classification"            # a float probability tensor output
     CLASSIFICATION_ZIPMAP = "classification_zipmap"  # classLabel + ZipMap 'loss' only; rewritten on import

@@ -6,9 +6,9 @@ post-process without the ONNX file: contract, labels, size, pixel format and ran
 
 The config is explicit — every input and output with type and dims — because Triton skips
 auto-complete when a config lists them, and because the Python stand-in backend cannot
-auto-complete at all (facts.md). We use ``platform: "onnxruntime_onnx"``: it is what Triton's own
-ONNX examples and the Azure ML Triton examples use, and every Triton release from the seed's 21.08
-to today maps it to the onnxruntime backend (``backend: "onnxruntime"`` only became the documented
+auto-complete at all (it would load a config without them and then fail every request). We use
+``platform: "onnxruntime_onnx"``: it is what Triton's own ONNX examples and the Azure ML Triton examples
+use, and every Triton release from 21.08 to today maps it to the onnxruntime backend (``backend: "onnxruntime"`` only became the documented
 spelling later). Batch handling follows Triton's rules: a batch dimension fixed at 1 means
 ``max_batch_size: 0`` and full dims; a free one means ``max_batch_size: N`` with dims *without* the
 batch dimension, plus ``dynamic_batching { }`` so concurrent requests are joined.
@@ -22,15 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from cvtriton_triton.errors import UserError
-from cvtriton_triton.model_info import Contract, ModelInfo, TensorSpec
+from .errors import UserError
+from .model_info import Contract, ModelInfo, TensorSpec
+from .naming import MODEL_VERSION_RULE, model_name_problem, model_version_problem
 
 PLATFORM = "onnxruntime_onnx"
 DEFAULT_MAX_BATCH_SIZE = 8
@@ -40,7 +40,6 @@ INSTANCE_KINDS = ("KIND_GPU", "KIND_CPU")
 DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
               "int32": "TYPE_INT32", "int16": "TYPE_INT16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
               "bool": "TYPE_BOOL", "object": "TYPE_STRING"}
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
 class _Imported(Protocol):        # model_import.ImportedModel, without importing onnxruntime here
@@ -50,9 +49,9 @@ class _Imported(Protocol):        # model_import.ImportedModel, without importin
 
 
 def check_model_name(name: str) -> str:
-    if not _NAME.match(name or ""):
-        raise UserError(f"'{name}' is not a usable model name",
-                        "use letters, digits, '_', '-' or '.', starting with a letter, digit or '_'")
+    problem = model_name_problem(name)
+    if problem:
+        raise UserError(f"'{name}' is not a usable model name", f"use {problem}")
     return name
 
 
@@ -117,24 +116,6 @@ def render_config(info: ModelInfo, model_name: str, *, max_batch_size: int | Non
     if instance_kind is not None:
         parts.append(f"instance_group [\n  {{\n    count: 1\n    kind: {instance_kind}\n  }}\n]")
     return "\n".join(parts) + "\n"
-
-
-def parse_config(text: str) -> dict[str, Any]:
-    """Parse config.pbtxt with Triton's own ModelConfig schema (shipped in tritonclient) into a dict
-    (field names as in the .proto; dims as ints). Unknown fields or syntax errors -> ``UserError``."""
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
-
-    try:
-        message = text_format.Parse(text, model_config_pb2.ModelConfig())
-    except text_format.ParseError as exc:
-        raise UserError(f"config.pbtxt is not a valid Triton model config: {exc}", "fix or re-create it") from None
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
-    data.setdefault("max_batch_size", 0)      # proto3 omits zero values; 0 is meaningful here
-    for key in ("input", "output"):
-        for tensor in data.get(key, []):
-            tensor["dims"] = [int(d) for d in tensor.get("dims", [])]
-    return data
 
 
 def _sha256(path: Path) -> str:
@@ -208,9 +189,8 @@ def write_repository(imported: _Imported, repo_dir: Path, model_name: str, model
     otherwise ``UserError``.
     """
     check_model_name(model_name)
-    if not re.fullmatch(r"[1-9][0-9]{0,8}", str(model_version)):
-        raise UserError(f"model version '{model_version}' is not a positive whole number",
-                        "Triton versions are numbered folders: use 1, 2, ...")
+    if model_version_problem(str(model_version)):
+        raise UserError(f"model version '{model_version}' is not usable", f"use {MODEL_VERSION_RULE}")
     version = str(model_version)
     info = imported.info
     mbs = resolve_max_batch_size(info, max_batch_size)

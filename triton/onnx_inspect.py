@@ -1,4 +1,4 @@
-"""Read an ONNX file and say which Custom Vision export contract it follows (facts.md, "ONNX contracts").
+"""Read an ONNX file and say which Custom Vision export contract it follows (see ``Contract``).
 
 Everything is read from the graph: input name/shape/type, output names/types/shapes, opset, the
 image metadata Custom Vision writes (``Image.BitmapPixelFormat``, ``Image.NominalPixelRange``) and,
@@ -32,7 +32,12 @@ def load_model(path: Path | str) -> onnx.ModelProto:
     graph here). A corrupt or non-ONNX file becomes a ``ModelImportError``."""
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise ModelImportError(f"{path.name} is empty (0 bytes)", "export the model again from Custom Vision "
+                                   "(platform ONNX); the file was probably cut off while copying or downloading")
         return onnx.load(str(path), load_external_data=False)
+    except ModelImportError:
+        raise
     except FileNotFoundError:
         raise ModelImportError(f"model file not found: {path}", "check the path") from None
     except Exception as exc:  # protobuf DecodeError and friends
@@ -178,6 +183,9 @@ def inspect_onnx(source: Path | str | onnx.ModelProto, labels: Sequence[str] | N
     non-image inputs, unknown output layouts and label counts that disagree with the graph.
     """
     model = source if isinstance(source, onnx.ModelProto) else load_model(source)
+    if not model.opset_import and not model.graph.node:    # protobuf parses many non-ONNX files as an empty model
+        raise ModelImportError("the file holds no ONNX graph (it is not an ONNX model, or it is damaged)",
+                               "export the model again from Custom Vision (platform ONNX)")
     opset = default_opset(model)
     if opset < MIN_OPSET:
         raise ModelImportError(f"this is a legacy WinML-era export (ai.onnx opset {opset}) that onnxruntime "

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from cvtriton_triton.model_info import Box, Contract, ModelInfo, Prediction
-from cvtriton_triton.yolo_decode import IOU_THRESHOLD, MAX_DETECTIONS, decode_detections
+from .model_info import Box, Contract, ModelInfo, Prediction
+from .yolo_decode import IOU_THRESHOLD, MAX_DETECTIONS, decode_detections
 
 DETECTION_THRESHOLD = 0.10        # the export sample's default probability threshold
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cvtriton_triton.errors import UserError
-from cvtriton_triton.model_info import ModelInfo
+from .errors import UserError
+from .image_formats import TEST_IMAGE_FIX
+from .model_info import ModelInfo
 
 RESAMPLE = Image.Resampling.BICUBIC      # what the samples' plain ``.resize(size)`` uses
-IMAGE_FIX = "give a JPEG, PNG, BMP, GIF, TIFF or WebP picture"
 
 
 def _describe(source: Path | str | bytes) -> str:
@@ -54,14 +54,52 @@ def load_image(source: Path | str | bytes, *, draft_size: tuple[int, int] | None
     except FileNotFoundError:
         raise UserError(f"image not found: {source}", "check the path") from None
     except IsADirectoryError:
-        raise UserError(f"{name} is a folder, not an image", IMAGE_FIX) from None
+        raise UserError(f"{name} is a folder, not an image", TEST_IMAGE_FIX) from None
     except UnidentifiedImageError:
-        raise UserError(f"{name} is not an image Pillow can read", IMAGE_FIX) from None
+        raise UserError(f"{name} is not an image Pillow can read", TEST_IMAGE_FIX) from None
     except Image.DecompressionBombError:
         raise UserError(f"{name} is too large to decode safely", "resize it below ~170 megapixels") from None
     except (OSError, SyntaxError, ValueError) as exc:   # truncated/corrupt data surfaces as these
         raise UserError(f"{name} could not be decoded ({exc.__class__.__name__})",
                         "check the file is a complete, uncorrupted picture") from None
+
+
+def check_image(path: Path | str) -> None:
+    """Quick check that ``path`` is a picture Pillow recognises (header and structure, no full decode), so a
+    missing file, a folder or a text file is refused before a server starts. ``UserError`` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"image not found: {path}", "check the path")
+    if path.is_dir():
+        raise UserError(f"{path.name} is a folder, not an image", TEST_IMAGE_FIX)
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"{path.name} is empty (0 bytes)", TEST_IMAGE_FIX)
+        with Image.open(path) as image, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.verify()
+    except UserError:
+        raise
+    except UnidentifiedImageError:
+        raise UserError(f"{path.name} is not an image Pillow can read", TEST_IMAGE_FIX) from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{path.name} is too large to decode safely", "resize it below ~170 megapixels") from None
+    except PermissionError:
+        raise UserError(f"cannot read {path.name} (permission denied)", "check its permissions") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path.name} could not be decoded ({exc.__class__.__name__})",
+                        "check the file is a complete, uncorrupted picture") from None
+
+
+def smoke_tensor(info: ModelInfo) -> np.ndarray:
+    """A generated picture of the model's input size (a smooth colour gradient), as the model's input tensor:
+    enough to show that a served model loads and answers, without a test image."""
+    ys, xs = np.mgrid[0:info.height, 0:info.width].astype(np.float32)
+    red = 255.0 * xs / max(info.width - 1, 1)
+    green = 255.0 * ys / max(info.height - 1, 1)
+    blue = np.full_like(red, 128.0)
+    pixels = np.stack([red, green, blue], axis=-1).astype(np.uint8)
+    return to_tensor(Image.fromarray(pixels, "RGB"), info)
 
 
 def to_tensor(image: Image.Image, info: ModelInfo) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Small, deterministic ONNX models in the exact shapes Custom Vision exports (facts.md, "ONNX contracts").
+"""Small, deterministic ONNX models in the exact shapes Custom Vision exports (see ``model_info.Contract``).
 
 Nothing is downloaded: every graph is built with ``onnx.helper`` from fixed seeds, so tests, the
 Custom Vision emulator and the local Triton tests all exercise the real export formats offline. The
@@ -404,6 +404,11 @@ def build_export_zip(model: Path | onnx.ModelProto, labels: tuple[str, ...] | li
             info.external_attr = (0o100000 | 0o644) << 16     # a regular file, rw-r--r--
             archive.writestr(info, data)
     return _atomic_write(zip_path, buffer.getvalue())
+
+
+def sample_images(dest_dir: Path) -> list[Path]:
+    """The sample's test images written by :func:`build_sample_export` into ``dest_dir``, by name."""
+    return sorted((Path(dest_dir) / SAMPLE_IMAGES_DIRNAME).glob("*.jpg"))
 
 
 def build_sample_export(dest_dir: Path) -> Path:

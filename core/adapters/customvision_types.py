@@ -14,12 +14,17 @@ from cvtriton_core.errors import StepFailed, UserError
 
 T = TypeVar("T")
 
-TASKS = ("Classification-Multiclass", "Classification-Multilabel", "ObjectDetection")
+# Project tasks: the domain type plus, for classification, the classification type.
+CLASSIFICATION_TASKS = ("Classification-Multiclass", "Classification-Multilabel")
+DETECTION_TASK = "ObjectDetection"
+TASKS = CLASSIFICATION_TASKS + (DETECTION_TASK,)
 # "General (compact)" per domain type: the default for a new project, because only compact domains export.
 COMPACT_DOMAIN = {"Classification": "0732100f-1a38-4e49-a514-c9b44c697ab5",
                   "ObjectDetection": "a27d5ca5-bb19-49d8-a70a-fec086c47f5b"}
 # Flavors the service documents for platform ONNX (SDK enum ExportFlavor + the export samples' ONNXFloat16).
 ONNX_FLAVORS = ("ONNX10", "ONNX12", "ONNXFloat16")
+DEFAULT_EXPORT_FLAVOR = "ONNX12"
+ONNX_FLAVOR_NOTES = {"ONNX12": "float32", "ONNX10": "float32, older runtimes", "ONNXFloat16": "half precision"}
 MAX_IMAGES_PER_BATCH = 64            # CreateImagesFromFiles: "Limited to 64 images and 20 tags per batch"
 MAX_TAGS_PER_BATCH = 20
 MAX_BATCH_BYTES = 32 * 1024 * 1024   # our own cap: keeps one request (base64 JSON) to ~45 MB
@@ -39,13 +44,19 @@ class IterationNotFound(UserError):
     """The project has no iteration with that id (deleted in the portal, or a wrong VISION_ITERATION_ID)."""
 
 
+def canonical_flavor(value: str | None) -> str | None:
+    """The documented spelling of an ONNX export flavor given in any letter case; None if it is not one."""
+    wanted = (value or "").strip().lower()
+    return next((known for known in ONNX_FLAVORS if known.lower() == wanted), None)
+
+
 def domain_type(task: str) -> str:
-    return "ObjectDetection" if task == "ObjectDetection" else "Classification"
+    return DETECTION_TASK if task == DETECTION_TASK else "Classification"
 
 
 def task_of(domain_kind: str, classification_type: str | None) -> str:
-    if domain_kind == "ObjectDetection":
-        return "ObjectDetection"
+    if domain_kind == DETECTION_TASK:
+        return DETECTION_TASK
     return f"Classification-{classification_type or 'Multiclass'}"
 
 

@@ -31,6 +31,20 @@ def uri_host(uri: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
+PART_SUFFIX = ".part"
+
+
+def remove_partial_downloads(folder: Path, name: str = "*") -> list[Path]:
+    """Delete ``.<name>.*.part`` files a killed run left in ``folder`` (a crash or SIGKILL skips the cleanup
+    below). Only safe while this run holds the work folder's lock, which every run takes first."""
+    removed = []
+    if Path(folder).is_dir():
+        for part in Path(folder).glob(f".{name}.*{PART_SUFFIX}"):
+            part.unlink(missing_ok=True)
+            removed.append(part)
+    return removed
+
+
 def download_file(uri: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None,
                   timeout_s: float = 60.0) -> Path:
     """Stream ``uri`` into ``dest`` (atomically). Raises urllib errors for the caller's retry policy, and
@@ -39,7 +53,8 @@ def download_file(uri: str, dest: Path, *, on_progress: Callable[[int, int | Non
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    remove_partial_downloads(dest.parent, dest.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=PART_SUFFIX, dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(uri, timeout=timeout_s) as response:
             total_header = response.headers.get("Content-Length")

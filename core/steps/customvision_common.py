@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvtriton_core.adapters.customvision import CustomVisionService, IterationInfo
-from cvtriton_core.adapters.customvision_types import ONNX_FLAVORS
+from cvtriton_core.adapters.customvision_types import ONNX_FLAVORS, canonical_flavor
 from cvtriton_core.errors import UserError
 from cvtriton_core.image_folder import FolderPlan, scan_image_folder
 from cvtriton_core.pipeline import StepContext
@@ -122,9 +122,9 @@ async def chosen_iteration(ctx: StepContext, cv: CustomVisionService, project_id
 def export_flavor(value: str | None) -> str | None:
     if not value:
         return None
-    for known in ONNX_FLAVORS:
-        if value.lower() == known.lower():
-            return known
+    known = canonical_flavor(value)
+    if known:
+        return known
     raise UserError(f"VISION_EXPORT_FLAVOR={value} is not an ONNX export flavor Custom Vision documents",
                     "set VISION_EXPORT_FLAVOR to one of " + ", ".join(ONNX_FLAVORS))
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from cvtriton_core.adapters.customvision import CustomVisionService, IterationInfo
 from cvtriton_core.adapters.customvision_ops import DownloadRefused
 from cvtriton_core.adapters.customvision_types import IterationNotFound, domain_type
-from cvtriton_core.adapters.export_download import safe_extract, verify_export_zip
+from cvtriton_core.adapters.export_download import remove_partial_downloads, safe_extract, verify_export_zip
 from cvtriton_core.errors import SettingsError, UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import Settings
 from cvtriton_core.steps import customvision_upload as up
 from cvtriton_core.steps.customvision_common import (DownloadProgress, ExportResult, ProjectResult, PublishResult,
                                                      TrainResult, UploadResult, chosen_iteration, chosen_project_id,
@@ -28,18 +29,30 @@ __all__ = ["ChooseProject", "UploadImages", "TrainIteration", "PublishIteration"
            "ProjectResult", "UploadResult", "TrainResult", "PublishResult", "ExportResult"]
 
 
+def _check_folder(images: Path | None) -> None:
+    if images is not None and not Path(images).is_dir():
+        what = "is not a folder" if Path(images).exists() else "does not exist"
+        raise UserError(f"--images {images} {what}", "pass a folder of images (one sub-folder per tag, or "
+                        "images with regions.csv)")
+
+
 class ChooseProject:
     name = "project"
     title = "Custom Vision project"
+    locks_env_file = True     # finds or creates the project the settings name, writes its ID back
 
     def __init__(self, images: Path | None = None, domain: str | None = None) -> None:
         self.images, self.domain = images, domain
 
+    def check(self, settings: Settings) -> None:
+        for name in ("VISION_PROJECT_ID", "VISION_PROJECT_NAME", "VISION_PROJECT_TASK"):
+            if settings.get(name):
+                settings.require(name)
+        _check_folder(self.images)
+
     async def run(self, ctx: StepContext) -> ProjectResult:
         s = ctx.settings
-        for name in ("VISION_PROJECT_ID", "VISION_PROJECT_NAME", "VISION_PROJECT_TASK"):
-            if s.get(name):
-                s.require(name)
+        self.check(s)
         async with service_for(ctx) as cv:
             ctx.progress(f"Connecting to {cv.endpoint}")
             project, created = None, False
@@ -105,9 +118,13 @@ class ChooseProject:
 class UploadImages:
     name = "upload"
     title = "Upload images"
+    locks_env_file = True
 
     def __init__(self, images: Path | None) -> None:
         self.images = images
+
+    def check(self, settings: Settings) -> None:
+        _check_folder(self.images)
 
     async def run(self, ctx: StepContext) -> UploadResult:
         project_id = chosen_project_id(ctx)
@@ -167,6 +184,7 @@ class UploadImages:
 class TrainIteration:
     name = "train"
     title = "Train"
+    locks_env_file = True     # writes VISION_ITERATION_ID back
 
     async def run(self, ctx: StepContext) -> TrainResult:
         project_id = chosen_project_id(ctx)
@@ -240,10 +258,14 @@ class TrainIteration:
 class PublishIteration:
     name = "publish"
     title = "Publish iteration"
+    locks_env_file = True
+
+    def check(self, settings: Settings) -> None:
+        settings.require("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
 
     async def run(self, ctx: StepContext) -> PublishResult:
         project_id = chosen_project_id(ctx)
-        ctx.settings.require("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
+        self.check(ctx.settings)
         publish_name = ctx.settings.get("VISION_PUBLISH_ITERATION_NAME")
         async with service_for(ctx) as cv:
             it = await chosen_iteration(ctx, cv, project_id)
@@ -258,16 +280,23 @@ class PublishIteration:
 class ExportIteration:
     name = "export"
     title = "Export ONNX"
+    locks_env_file = True
+
+    def check(self, settings: Settings) -> None:
+        export_flavor(settings.get("VISION_EXPORT_FLAVOR"))
 
     async def run(self, ctx: StepContext) -> ExportResult:
         project_id = chosen_project_id(ctx)
         flavor = export_flavor(ctx.settings.get("VISION_EXPORT_FLAVOR"))
         dest, downloads = ctx.workdir / "export", ctx.workdir / "downloads"
+        for part in await ctx.blocking(remove_partial_downloads, downloads):
+            ctx.log(f"removed {part.name}, a download an interrupted run left unfinished")
         async with service_for(ctx) as cv:
             it = await chosen_iteration(ctx, cv, project_id)
             zip_path = downloads / f"{it.id}-{flavor or 'default'}.zip"
             if (ctx.state.get("export_iteration"), ctx.state.get("export_flavor")) == (it.id, flavor or "") \
                     and (dest / "model.onnx").is_file() and zip_path.is_file():
+                ctx.state.set(export_dir=dest, export_zip=zip_path)   # dropped when this step started
                 return ExportResult(f"{dest} already holds {it.name} ({flavor})", dest, zip_path, flavor or "",
                                     tuple(sorted(p.name for p in dest.iterdir())), True, skipped=True)
             if not it.exportable:

@@ -12,7 +12,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cvtriton_core.adapters.customvision_types import UploadItem, plan_batches
 from cvtriton_core.errors import StepFailed, UserError
@@ -96,6 +95,3 @@ def refused_error(refused: tuple[str, ...], attempted: int) -> StepFailed:
     why = STATUS_HELP.get(status, status)
     return StepFailed(f"Custom Vision refused {len(refused)} of {attempted} images (first: {name}: {why} [{status}])",
                       "fix or remove those files and run again; images already uploaded are not sent again")
-
-
-ProgressFn = Callable[[str, int, int], None]

@@ -134,7 +134,7 @@ class EndpointTest:
 
     async def run(self, ctx: StepContext) -> EndpointTestResult:
         from cvtriton_core.steps.load_run import run_load
-        from cvtriton_core.steps.local_target import prediction_dicts
+        from cvtriton_core.steps.image_ensemble import prediction_json
         from cvtriton_triton.postprocess import predictions
 
         if not self.image.is_file():
@@ -163,14 +163,14 @@ class EndpointTest:
             raise UserError(*target.explain(worst or None, "every timed request failed"), exit_code=1)
         p50, p95, p99 = percentiles(load.latencies_ms)
         preds = tuple(predictions(outputs, target.info))
-        cloud = await self._compare(ctx, prediction_dicts(preds), target.info.task == "detection")
+        cloud = await self._compare(ctx, [prediction_json(p) for p in preds], target.info.task == "detection")
         best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
         summary = (f"{best} from {target.endpoint}/{target.deployment or 'traffic split'}: p50 {p50:.1f} ms, "
                    f"p95 {p95:.1f} ms, p99 {p99:.1f} ms, {load.throughput_rps:.1f} req/s at concurrency "
                    f"{self.o.concurrency}" + (f", {failed} failed" if failed else ""))
         return EndpointTestResult(
             summary=summary, model=target.model, task=target.info.task, image=self.image, endpoint=target.endpoint,
-            deployment=target.deployment, predictions=tuple(prediction_dicts(preds)), latency_ms=p50, p50_ms=p50,
+            deployment=target.deployment, predictions=tuple([prediction_json(p) for p in preds]), latency_ms=p50, p50_ms=p50,
             p95_ms=p95, p99_ms=p99, throughput_rps=load.throughput_rps, requests=self.requests,
             concurrency=self.o.concurrency, failed=failed,
             errors={f"HTTP {k}" if k else "no answer": v for k, v in load.errors.items()},

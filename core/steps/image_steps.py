@@ -148,7 +148,7 @@ def _source_labels(ctx: StepContext) -> dict[str, str]:
     """Project and iteration labels, only when the imported model is this run's Custom Vision export."""
     from cvtriton_triton.image_context import LABEL_PREFIX
 
-    source, export_dir = ctx.state.get("import_source"), ctx.state.get("export_dir")
+    source, export_dir = ctx.state.get("model_source"), ctx.state.get("export_dir")
     if not source or not export_dir or Path(source).resolve() != Path(export_dir).resolve():
         return {}
     values = {"source.project": ctx.state.get("project_id"), "source.project-name": ctx.state.get("project_name"),

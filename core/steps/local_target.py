@@ -8,10 +8,16 @@ import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import Settings
+from cvtriton_core.steps.image_ensemble import PathAnswer, prediction_json
 from cvtriton_triton.model_info import ModelInfo, Prediction
+
+if TYPE_CHECKING:
+    from cvtriton_triton.load_test import LoadReport
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class RepositoryResult:
     model_name: str
     model_version: str
     config_text: str
+    ensemble: str | None = None             # the image ensemble written beside the model, if any
 
 
 @dataclass(frozen=True)
@@ -40,28 +47,27 @@ class ServeResult:
 
 @dataclass(frozen=True)
 class TestResult:
+    """``smoke``: no test image was given, so one generated picture of the model's input size was sent to show
+    that the model loads and answers; ``predictions`` is then empty (they would mean nothing)."""
+
     summary: str
     model: str
     task: str
-    image: Path
+    image: Path | None
     predictions: tuple[Prediction, ...]
-    latency_ms: float                       # median over the timed requests
+    latency_ms: float                       # median over the timed requests (the one request when smoke)
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble
+    disagreements: tuple[str, ...] = ()     # where the two answers differ (empty: they agree)
+    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per path, same order
+    smoke: bool = False                     # one request with a generated picture (no test image given)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "task": self.task, "predictions": prediction_dicts(self.predictions),
-                "latency_ms": self.latency_ms}
-
-
-def prediction_dicts(predictions: tuple[Prediction, ...]) -> list[dict]:
-    """Predictions as ``local --json`` prints them: ``label``, ``probability`` and, for detection, ``box``."""
-    preds = []
-    for p in predictions:
-        item: dict = {"label": p.label, "probability": float(p.probability)}
-        if p.box is not None:
-            item["box"] = {"left": p.box.left, "top": p.box.top, "width": p.box.width, "height": p.box.height}
-        preds.append(item)
-    return preds
+        data = {"model": self.model, "task": self.task, "predictions": [prediction_json(p) for p in self.predictions],
+                "latency_ms": self.latency_ms, "answers": [a.to_json() for a in self.answers],
+                "agree": not self.disagreements, "disagreements": list(self.disagreements),
+                "load_test": [r.to_json() for r in self.load]}
+        return {**data, "smoke": True} if self.smoke else data
 
 
 class ImportModel:
@@ -71,10 +77,17 @@ class ImportModel:
     def __init__(self, source: Path | None) -> None:
         self.source = source
 
+    def check(self, settings: Settings) -> None:
+        """The model's kind, zip and graph (legacy, broken, empty, not an image model), before the run starts."""
+        if self.source is not None:
+            from cvtriton_triton.model_import import check_source
+
+            check_source(Path(self.source))
+
     async def run(self, ctx: StepContext) -> ImportResult:
         from cvtriton_triton.model_import import import_model
 
-        source = self.source or Path(ctx.state.get("export_dir") or ctx.workdir / "export")
+        source = self.source or self._export_dir(ctx)
         ctx.progress(f"Reading {source}")
         imported = await ctx.blocking(import_model, Path(source), ctx.workdir)
         for warning in imported.warnings:
@@ -82,7 +95,7 @@ class ImportModel:
         for change in imported.changes:
             ctx.log(f"graph rewritten for Triton: {change}")
         ctx.run.shared["imported"] = imported
-        ctx.state.set(onnx_path=imported.onnx_path, import_source=Path(source).resolve())
+        ctx.state.set(onnx_path=imported.onnx_path, model_source=Path(imported.source).resolve())
         info = imported.info
         return ImportResult(
             summary=f"{info.contract.value.replace('_', ' ')} model, input {info.input.name} "
@@ -90,16 +103,35 @@ class ImportModel:
             onnx_path=imported.onnx_path, info=info, labels=imported.labels, warnings=imported.warnings,
         )
 
+    @staticmethod
+    def _export_dir(ctx: StepContext) -> Path:
+        """This run's export; ``<workdir>/export`` only when no export step ever ran here (a folder put there by
+        hand) — after a failed or interrupted export it may hold an older model."""
+        recorded = ctx.state.get("export_dir")
+        if recorded:
+            return Path(recorded)
+        if ctx.state.step_status("export") is None:
+            return ctx.workdir / "export"
+        raise UserError("no exported model in this run (the export step did not finish)",
+                        "run the export step again, or pass --model PATH")
+
 
 class WriteRepository:
     name = "repository"
     title = "Write Triton model repository"
 
+    def __init__(self, ensemble: bool | None = None) -> None:
+        self.ensemble = ensemble            # None: the TRITON_ENSEMBLE setting decides
+
+    def check(self, settings: Settings) -> None:
+        settings.require_valid("MODEL_NAME", "MODEL_VERSION", "TRITON_ENSEMBLE")
+
     async def run(self, ctx: StepContext) -> RepositoryResult:
+        from cvtriton_core.steps.image_ensemble import apply_ensemble
         from cvtriton_triton.model_import import import_model
         from cvtriton_triton.model_repository import write_repository
 
-        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION")
+        ctx.settings.require_valid("MODEL_NAME", "MODEL_VERSION", "TRITON_ENSEMBLE")
         name = ctx.settings["MODEL_NAME"]
         version = ctx.settings["MODEL_VERSION"]
         imported = ctx.run.shared.get("imported")
@@ -111,11 +143,14 @@ class WriteRepository:
         repo = ctx.workdir / "model_repository"
         model_dir = await ctx.blocking(write_repository, imported, repo, name, version, replace=True)
         text = (model_dir / "config.pbtxt").read_text(encoding="utf-8")
+        ensemble = await apply_ensemble(ctx, repo, name, self.ensemble)
         ctx.state.set(repository=repo, model_name=name, model_version=version)
         for line in text.splitlines():
             ctx.log(line, source="config.pbtxt")
-        return RepositoryResult(summary=f"{model_dir}/{version}/model.onnx + config.pbtxt",
-                                repository=repo, model_name=name, model_version=version, config_text=text)
+        return RepositoryResult(summary=f"{model_dir}/{version}/model.onnx + config.pbtxt"
+                                        + (f" + image ensemble {ensemble}" if ensemble else ""),
+                                repository=repo, model_name=name, model_version=version, config_text=text,
+                                ensemble=ensemble)
 
 
 class ServeLocal:
@@ -125,74 +160,147 @@ class ServeLocal:
     async def run(self, ctx: StepContext) -> ServeResult:
         from cvtriton_triton.local_server import LocalTritonServer
 
-        repo = Path(ctx.state.get("repository") or ctx.workdir / "model_repository")
-        model = ctx.state.get("model_name") or ctx.settings.get("MODEL_NAME", "customvision")
-        server = LocalTritonServer(repo, log=ctx.logger("triton"), workdir=ctx.workdir / "triton")
+        repo, model = ctx.state.get("repository"), ctx.state.get("model_name")
+        if not repo or not model:
+            raise UserError("no model repository — run Package first",
+                            "run the import and repository steps (Package in the wizard), then start Triton")
+        repo = Path(repo)
+        if not (repo / model).is_dir():
+            raise UserError(f"the model repository {repo} has no model {model!r} any more",
+                            "run Package (the import and repository steps) again")
+        triton_dir = ctx.workdir / "triton"
+        await ctx.blocking(remove_stale_server_folders, triton_dir)
+        server = LocalTritonServer(repo, log=ctx.logger("triton"), workdir=triton_dir)
         ctx.progress("Starting tritonserver")
         await ctx.run.resources.enter_async_context(server)
         ctx.progress(f"Waiting for model {model} to load")
         await server.wait_ready(model)
+        from cvtriton_triton.ensemble import find_ensemble
+        ensemble = await ctx.blocking(find_ensemble, repo, model)
+        if ensemble is not None:
+            await server.wait_ready(ensemble.names.ensemble)
         ctx.run.shared["triton_url"] = server.url
         return ServeResult(summary=f"Triton serving {model} at http://{server.url}", url=server.url)
 
 
+def remove_stale_server_folders(triton_dir: Path) -> None:
+    """Each server gets a fresh ``cvtriton-triton-*`` folder, removed when it stops; one left by a killed run
+    (SIGKILL, power loss) is removed here. Safe: the work folder's run lock keeps other runs out."""
+    import shutil
+
+    if triton_dir.is_dir():
+        for folder in triton_dir.glob("cvtriton-triton-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class TestModel:
-    """Send one image through tritonclient with binary tensors: one warm-up request, then N timed ones."""
+    """Send the test image both ways — tensors to the plain model (client-side pre/post-processing) and raw
+    bytes through the image ensemble when the repository has one — then load-test each path with
+    ``requests`` requests at ``concurrency`` (bounded by ``time_limit_s``). Without an image: one smoke request
+    with a generated picture of the model's input size."""
 
     name = "test"
     title = "Test with an image"
 
-    def __init__(self, image: Path, *, url: str | None = None, requests: int = 5,
-                 ssl: bool = False, headers: dict[str, str] | None = None) -> None:
-        self.image = Path(image)
-        self.url = url
+    def __init__(self, image: Path | None, *, requests: int = 5, concurrency: int = 1,
+                 ensemble: bool | None = None, time_limit_s: float | None = None) -> None:
+        from cvtriton_triton.load_test import DEFAULT_TIME_LIMIT_S, LoadSpec
+
+        self.image = Path(image) if image is not None else None
         self.requests = max(1, requests)
-        self.ssl = ssl
-        self.headers = headers
+        self.ensemble = ensemble            # None: use it when the repository has one; False: tensors only
+        self.spec = LoadSpec(requests=self.requests, concurrency=concurrency,
+                             time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)   # bad values: UserError now
+        if self.image is None:
+            self.title = "Smoke test (generated image)"
+
+    def check(self, settings: Settings) -> None:
+        """A missing file, a folder or a file that is not a picture is refused before Triton starts."""
+        if self.image is not None:
+            from cvtriton_triton.preprocess import check_image
+
+            check_image(self.image)
 
     async def run(self, ctx: StepContext) -> TestResult:
-        from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.model_repository import read_model_info
-        from cvtriton_triton.postprocess import predictions
-        from cvtriton_triton.preprocess import prepare
 
-        url = self.url or ctx.run.shared.get("triton_url")
+        url = ctx.run.shared.get("triton_url")
         if not url:
-            raise UserError("no Triton server to test", "start the local target or deploy first")
+            raise UserError("no Triton server to test", "start the local target (the serve-local step) first")
         repo = ctx.state.get("repository")
         model = ctx.state.get("model_name")
         if not repo or not model:
-            raise UserError("no model repository in this run", "run the repository step first")
+            raise UserError("no model repository — run Package first", "run the import and repository steps")
         info = await ctx.blocking(read_model_info, Path(repo) / model)
-        tensor = await ctx.blocking(prepare, self.image, info)
+        if self.image is None:
+            return await self._smoke(ctx, url, model, info)
+        return await self._timed(ctx, url, Path(repo), model, info)
+
+    async def _smoke(self, ctx: StepContext, url: str, model: str, info: ModelInfo) -> TestResult:
+        from cvtriton_triton.infer_client import TritonHttpClient
+        from cvtriton_triton.preprocess import smoke_tensor
+
+        tensor = smoke_tensor(info)
         outputs_wanted = [o.name for o in info.outputs]
+
+        def send_one() -> float:
+            with TritonHttpClient(url) as client:
+                outputs, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
+            missing = [name for name in outputs_wanted if name not in outputs]
+            if missing:
+                raise UserError(f"the model answered without the output {missing[0]!r}",
+                                "package the model again", exit_code=1)
+            return ms
+
+        ctx.progress(f"one request with a generated {info.width}x{info.height} image")
+        ms = await ctx.blocking(send_one)
+        return TestResult(summary=f"{model} loads in Triton and answers (one request with a generated {info.width}x"
+                                  f"{info.height} image: {ms:.1f} ms)", model=model, task=info.task, image=None,
+                          predictions=(), latency_ms=ms, latencies_ms=(ms,), smoke=True)
+
+    async def _timed(self, ctx: StepContext, url: str, repo: Path, model: str, info: ModelInfo) -> TestResult:
+        from cvtriton_core.steps.image_ensemble import (answer_both, disagreements, load_requests, run_load_tests,
+                                                        test_summary)
+        from cvtriton_triton.ensemble import find_ensemble
+        from cvtriton_triton.infer_client import TritonHttpClient
+        from cvtriton_triton.preprocess import prepare
+
+        tensor = await ctx.blocking(prepare, self.image, info)
+        ensemble = await ctx.blocking(find_ensemble, repo, model) if self.ensemble is not False else None
+        if self.ensemble and ensemble is None:
+            raise UserError(f"the model repository {repo} has no image ensemble for '{model}'",
+                            "write the repository again with the ensemble on (TRITON_ENSEMBLE=true)")
+        image_bytes = await ctx.blocking(self.image.read_bytes)
         stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
 
-        def send_requests() -> tuple[dict, list[float]]:
+        def send_requests() -> tuple:
             # tritonclient.http (geventhttpclient) binds its connections to one thread: create, use and
             # close the client inside this single worker thread.
-            client = TritonHttpClient(url, ssl=self.ssl, headers=self.headers)
+            client = TritonHttpClient(url)
             try:
-                outputs, first_ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
-                ctx.log(f"first request (warm-up, not counted): {first_ms:.1f} ms", source="test")
-                timings: list[float] = []
-                for i in range(self.requests):
-                    if stop.is_set():
-                        break
-                    _, ms = client.timed_infer(model, info.input.name, tensor, outputs_wanted)
-                    timings.append(ms)
-                    ctx.progress(f"request {i + 1}/{self.requests}: {ms:.1f} ms", done=i + 1, total=self.requests)
-                return outputs, timings
+                answers = answer_both(client, model, info, tensor, image_bytes, ensemble)
             finally:
                 client.close()
+            for answer in filter(None, answers):
+                ctx.log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
+                        f"{answer.request_bytes} bytes sent", source="test")
+            requests = load_requests(model, info, tensor, image_bytes, ensemble)
+            return answers, run_load_tests(ctx, url, requests, self.spec, ssl=False, headers=None,
+                                           stop=stop)
 
         try:
-            outputs, latencies = await ctx.blocking(send_requests)
+            (tensor_answer, image_answer), reports = await ctx.blocking(send_requests)
         except asyncio.CancelledError:
             stop.set()   # else it keeps sending to the endpoint, and quitting waits for the thread
             raise
-        preds = tuple(predictions(outputs, info))
-        best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
-        median = statistics.median(latencies)
-        return TestResult(summary=f"{best} ({median:.1f} ms median)", model=model, task=info.task,
-                          image=self.image, predictions=preds, latency_ms=median, latencies_ms=tuple(latencies))
+        preds = tensor_answer.predictions
+        differ = tuple(disagreements(preds, image_answer.predictions)) if image_answer else ()
+        if differ:
+            ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
+        latencies = reports[0].latencies_ms
+        median = statistics.median(latencies) if latencies else tensor_answer.latency_ms
+        return TestResult(summary=test_summary(preds, median, image_answer, differ, reports), model=model,
+                          task=info.task, image=self.image, predictions=preds, latency_ms=median,
+                          latencies_ms=latencies,
+                          answers=tuple(a for a in (tensor_answer, image_answer) if a is not None),
+                          disagreements=differ, load=reports)

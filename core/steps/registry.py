@@ -1,4 +1,5 @@
-"""Step names in pipeline order and how to build each one from the run's options.
+"""Step names in pipeline order, how to build each one from the run's options, and what each leaves for later
+steps.
 
 Later stages register here too, so ``cvtriton-tui run --steps a,b`` and the wizard share one list.
 Builders import their step modules lazily: importing the registry costs nothing.
@@ -21,6 +22,9 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
+    concurrency: int = 1           # test step: concurrent requests of its load test
+    ensemble: bool | None = None   # image ensemble: None follows TRITON_ENSEMBLE (repository) / what is there (test)
+    time_limit_s: float | None = None   # test step: bound of each load test (default load_test's)
     base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
     container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
     azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
@@ -58,7 +62,7 @@ def _import(o: RunOptions) -> Any:
 
 def _repository(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import WriteRepository
-    return WriteRepository()
+    return WriteRepository(o.ensemble)
 
 
 def _package(o: RunOptions) -> Any:
@@ -88,9 +92,9 @@ def _serve_local(o: RunOptions) -> Any:
 
 def _test(o: RunOptions) -> Any:
     from cvtriton_core.steps.local_target import TestModel
-    if o.image is None:
-        raise UserError("the test step needs an image", "pass --image PATH")
-    return TestModel(o.image, requests=o.requests)
+    # no image: one smoke request with a generated picture
+    return TestModel(o.image, requests=o.requests, concurrency=o.concurrency, ensemble=o.ensemble,
+                     time_limit_s=o.time_limit_s)
 
 
 def _registry_login(o: RunOptions) -> Any:
@@ -142,11 +146,40 @@ BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
 }
 STEP_NAMES: tuple[str, ...] = tuple(BUILDERS)
 
+# What a step leaves for later steps: run-state values and objects in ``RunContext.shared``. When a step
+# starts, fails or is cancelled, these results of that step and of every later one are dropped, so no later
+# step can use a result made from an older model (the previous model's repository, a server serving it...).
+# The steps' own resume records (project, iteration and export IDs, upload digests) are not results: they
+# stay, so a second run repeats no work.
+RESULTS: dict[str, tuple[str, ...]] = {
+    "export": ("export_dir",),
+    "import": ("onnx_path", "imported", "model_source"),
+    "repository": ("repository", "model_name", "model_version"),
+    "package": ("image_context", "image_context_digest"),
+    "build": ("image_id", "image_ref", "image_size"),
+    "push": ("image_digest", "image_remote", "image_pushed"),
+    "run-local": ("triton_url", "container_id"),
+    "serve-local": ("triton_url",),
+}
+
+
+def stale_results(step: str) -> tuple[str, ...]:
+    """The results that are no longer true once ``step`` starts again or fails: its own and every later step's."""
+    if step not in BUILDERS:
+        return ()
+    later = STEP_NAMES[STEP_NAMES.index(step):]
+    return tuple(key for name in later for key in RESULTS.get(name, ()))
+
 
 def build_steps(names: list[str], options: RunOptions) -> list[Any]:
+    if not names:
+        raise UserError("no steps given", "list them, comma-separated, in this order: " + ", ".join(STEP_NAMES))
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise UserError(f"unknown step {unknown[0]!r}", "choose from " + ", ".join(STEP_NAMES))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"step {twice[0]!r} is listed twice", "list each step once")
     order = {name: i for i, name in enumerate(STEP_NAMES)}
     if [order[n] for n in names] != sorted(order[n] for n in names):
         raise UserError("steps are out of order", "list them in this order: " + ", ".join(STEP_NAMES))

@@ -15,13 +15,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
+from cvtriton_core.adapters.customvision_types import CLASSIFICATION_TASKS, DETECTION_TASK, domain_type
 from cvtriton_tui.messages import FolderScanned
 from cvtriton_tui.screens.pickers import PathPicker
 
 TASK_OPTIONS = [("From the folder's layout (tag sub-folders or regions.csv)", ""),
-                ("Classification — one tag per image (Multiclass)", "Classification-Multiclass"),
-                ("Classification — several tags per image (Multilabel)", "Classification-Multilabel"),
-                ("Object detection", "ObjectDetection")]
+                ("Classification — one tag per image (Multiclass)", CLASSIFICATION_TASKS[0]),
+                ("Classification — several tags per image (Multilabel)", CLASSIFICATION_TASKS[1]),
+                ("Object detection", DETECTION_TASK)]
 
 MAX_LISTED = 6          # problems / warnings listed; the rest are counted
 
@@ -75,7 +76,7 @@ class NewProjectForm(Vertical):
 
     def _domain_options(self) -> None:
         task = self.state.new_task or (self.plan.task if self.plan is not None else "")
-        kind = "ObjectDetection" if task == "ObjectDetection" else "Classification"
+        kind = domain_type(task)
         options = [(f"{d.name}{'' if d.exportable else ' (cannot export)'}", d.id)
                    for d in self.domains if d.type == kind]
         select = self.query_one("#new-domain", Select)
@@ -143,7 +144,7 @@ class NewProjectForm(Vertical):
         self.plan = plan
         table = self.query_one("#preview-tags", DataTable)
         table.clear()
-        unit = "region" if plan.task == "ObjectDetection" else "image"
+        unit = "region" if plan.task == DETECTION_TASK else "image"
         for tag, count in sorted(plan.tags.items()):
             table.add_row(tag, f"{count} {unit}{'' if count == 1 else 's'}")
         size_mb = sum(i.size for i in plan.images) / 1e6

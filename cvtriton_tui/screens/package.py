@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Static
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.layout import sample_dir
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.messages import SampleReady
 from cvtriton_tui.screens.base import StepPane
@@ -90,7 +91,7 @@ class PackagePane(StepPane):
     async def _sample_then_run(self) -> None:
         log = self.query_one(EventLog)
         log.note("Generating the sample colour classifier export…")
-        dest = self.state.workdir / "sample"
+        dest = sample_dir(self.state.workdir)
         try:
             export, images = await asyncio.to_thread(_build_sample, dest)
         except UserError as exc:
@@ -138,7 +139,7 @@ class PackagePane(StepPane):
 
 
 def _build_sample(dest: Path) -> tuple[Path, list[Path]]:
-    from cvtriton_triton.sample_models import build_sample_export
+    from cvtriton_triton.sample_models import build_sample_export, sample_images
 
     export = build_sample_export(dest)
-    return Path(export), sorted((dest / "images").glob("*.jpg"))
+    return Path(export), sample_images(dest)

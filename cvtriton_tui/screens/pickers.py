@@ -14,7 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from cvtriton_triton.image_formats import TEST_IMAGE_SUFFIXES
+
+IMAGE_SUFFIXES = TEST_IMAGE_SUFFIXES
 MODEL_SUFFIXES = (".zip", ".onnx")
 
 

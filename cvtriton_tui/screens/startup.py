@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.layout import local_run_dir
 from cvtriton_core.run_state import FILENAME, RunState
 from cvtriton_tui.screens.resume import ResumePrompt
 from cvtriton_tui.screens.state import CORE_STEP_PANE, STEP_TITLES
@@ -19,7 +20,7 @@ STATUS_FROM_RUN = {"done": "done", "failed": "failed", "cancelled": "cancelled",
 
 
 def load_run_state(app: "WizardApp", target: str) -> RunState | None:
-    folder = app.state.workdir / "local" if target == "local" else app.state.workdir
+    folder = local_run_dir(app.state.workdir) if target == "local" else app.state.workdir
     if not (folder / FILENAME).exists():
         return None
     try:

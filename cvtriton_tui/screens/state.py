@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvtriton_core.adapters.customvision_types import DEFAULT_EXPORT_FLAVOR, canonical_flavor
+from cvtriton_core.layout import local_run_dir
 from cvtriton_core.settings import Settings
 
 LOCAL_STEPS: tuple[str, ...] = ("settings", "model", "package", "local-test")
@@ -89,7 +91,7 @@ class WizardState:
         return cls(env_file=Path(env_file), workdir=Path(workdir), settings=settings, target=target,
                    endpoint_name=settings.get("ENDPOINT_NAME") or "",
                    new_name=settings.get("VISION_PROJECT_NAME") or "",
-                   export_flavor=settings.get("VISION_EXPORT_FLAVOR") or "ONNX12")
+                   export_flavor=canonical_flavor(settings.get("VISION_EXPORT_FLAVOR")) or DEFAULT_EXPORT_FLAVOR)
 
     def effective_settings(self) -> Settings:
         """Saved settings with the wizard's unsaved edits on top: what a run started now uses."""
@@ -108,7 +110,7 @@ class WizardState:
     def run_dir(self) -> Path:
         """The run-state folder: the headless ``local`` command uses ``<workdir>/local`` too, so runs resume
         across both front ends. Absolute, so a relative --workdir works for the local Triton too."""
-        folder = self.workdir / "local" if self.target == "local" else self.workdir
+        folder = local_run_dir(self.workdir) if self.target == "local" else self.workdir
         return folder.resolve()   # absolute: the local Triton gets absolute paths whatever the current folder
 
 

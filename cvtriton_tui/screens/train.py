@@ -13,6 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Label, Select, Static
 
+from cvtriton_core.adapters.customvision_types import (DEFAULT_EXPORT_FLAVOR, ONNX_FLAVOR_NOTES, ONNX_FLAVORS,
+                                                       canonical_flavor)
 from cvtriton_core.errors import UserError
 from cvtriton_core.settings import save_env
 from cvtriton_core.steps.registry import RunOptions
@@ -23,8 +25,7 @@ from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
 TITLES = {"project": "Create or find project", "upload": "Upload images", "train": "Train",
           "publish": "Publish iteration", "export": "Export and download ONNX"}
-FLAVORS = [("ONNX12 — float32", "ONNX12"), ("ONNX10 — float32, older runtimes", "ONNX10"),
-           ("ONNXFloat16 — half precision", "ONNXFloat16")]
+FLAVORS = [(f"{f} — {ONNX_FLAVOR_NOTES[f]}", f) for f in sorted(ONNX_FLAVORS, key=lambda f: f != DEFAULT_EXPORT_FLAVOR)]
 UNAVAILABLE = "Custom Vision adapter not available in this build yet: training and export need it."
 PUBLISH_NEEDS = ("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
 
@@ -63,8 +64,7 @@ class TrainPane(StepPane):
         yield EventLog(id="train-log", title="Custom Vision log")
 
     def _flavor(self) -> str:
-        flavor = self.state.export_flavor
-        return flavor if flavor in {v for _, v in FLAVORS} else "ONNX12"   # ONNX16 (the seed's) is not an ONNX flavor
+        return canonical_flavor(self.state.export_flavor) or DEFAULT_EXPORT_FLAVOR
 
     def setup(self) -> None:
         self.state.export_flavor = self._flavor()
@@ -137,7 +137,7 @@ class TrainPane(StepPane):
             self.wizard.reload_settings()   # the steps write IDs back into the file as they go
             return
         # The IDs chosen here went to the run as overrides, so the steps saw nothing to write back: save
-        # them like the steps (and the seed) do, so the next run and the headless command use them.
+        # them as the steps do, so the next run and the headless command use them.
         saved = self.state.settings
         chosen = {k: v for k, v in self.settings_overrides().items()
                   if k in ("VISION_PROJECT_ID", "VISION_ITERATION_ID") and v and saved.raw(k) != v}

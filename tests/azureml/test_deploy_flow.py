@@ -31,13 +31,14 @@ MODELS = {
 
 
 def expected(repo_model: Path, image: Path) -> list[dict]:
-    from cvtriton_core.steps.local_target import prediction_dicts
+    from cvtriton_core.steps.image_ensemble import prediction_json
 
     info = read_model_info(repo_model)
     tensor = prepare(image, info)
     session = ort.InferenceSession(str(repo_model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [o.name for o in info.outputs]
-    return prediction_dicts(tuple(predictions(dict(zip(names, session.run(names, {info.input.name: tensor}))), info)))
+    outputs = dict(zip(names, session.run(names, {info.input.name: tensor})))
+    return [prediction_json(p) for p in predictions(outputs, info)]
 
 
 def states(events, resource: str, name: str) -> list[str]:

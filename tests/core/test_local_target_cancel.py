@@ -13,7 +13,7 @@ from cvtriton_core.pipeline import RunContext, run_steps
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps import local_target   # (TestModel imported by name would be collected by pytest)
 from cvtriton_triton.local_server import LocalTritonServer
-from cvtriton_triton.sample_models import SAMPLE_IMAGES_DIRNAME, build_sample_export
+from cvtriton_triton.sample_models import build_sample_export, sample_images
 
 
 def served_requests(url: str, model: str) -> int:
@@ -24,7 +24,7 @@ def served_requests(url: str, model: str) -> int:
 
 async def test_cancelled_test_step_stops_sending(tmp_path: Path) -> None:
     export = build_sample_export(tmp_path / "sample")
-    image = sorted((tmp_path / "sample" / SAMPLE_IMAGES_DIRNAME).glob("*.jpg"))[0]
+    image = sample_images(tmp_path / "sample")[0]
     settings = Settings({"MODEL_NAME": "colours"})
     run = RunContext.create(settings, tmp_path / "work")
     events = [e async for e in run_steps([local_target.ImportModel(export), local_target.WriteRepository()], run)]
@@ -34,10 +34,11 @@ async def test_cancelled_test_step_stops_sending(tmp_path: Path) -> None:
                                  workdir=tmp_path / "triton") as server:
         await server.wait_ready("colours")
         run = RunContext.create(settings, tmp_path / "work")
+        run.shared["triton_url"] = server.url      # what the serve-local step leaves for the test step
         busy = asyncio.Event()
 
         async def consume() -> None:
-            async for event in run_steps([local_target.TestModel(image, url=server.url, requests=5000)], run):
+            async for event in run_steps([local_target.TestModel(image, requests=5000)], run):
                 if isinstance(event, Progress) and (event.done or 0) >= 20:
                     busy.set()
 

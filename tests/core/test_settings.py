@@ -1,21 +1,19 @@
-"""Settings: every facts.md variable known, problems named one per line, secrets masked, atomic save + backup."""
+"""Settings: every variable documented (README, .env.example), problems named one per line, secrets masked,
+atomic save + backup."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from cvtriton_core.errors import SettingsError
-from cvtriton_core.settings import BY_NAME, Settings, save_env
+from cvtriton_core.settings import BY_NAME, VARIABLES, Settings, save_env
 
-FACTS_VARIABLES = [
-    "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZURE_LOCATION", "VISION_TRAINING_KEY",
-    "VISION_TRAINING_ENDPOINT", "VISION_PREDICTION_KEY", "VISION_PREDICTION_ENDPOINT",
-    "VISION_PREDICTION_RESOURCE_ID", "VISION_PROJECT_NAME", "VISION_PUBLISH_ITERATION_NAME",
-    "VISION_ITERATION_ID", "VISION_PROJECT_ID", "ENDPOINT_NAME", "MODEL_NAME", "MODEL_VERSION",
-    "AZURE_SUBSCRIPTION_ID",
-]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "0123456789abcdef0123456789abcdef"
 GOOD = {
     "AZURE_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
@@ -29,8 +27,46 @@ GOOD = {
 }
 
 
-def test_every_facts_variable_is_known():
-    assert set(FACTS_VARIABLES) <= set(BY_NAME)
+def _readme_settings_table() -> dict[str, list[str]]:
+    """group -> variables, from the README's Settings table (the rows between its header and the next blank)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| group | variables |", 1)[1].split("\n\n", 1)[0]
+    groups = {}
+    for row in table.splitlines()[2:]:
+        group, variables = (cell.strip() for cell in row.strip().strip("|").split("|", 1))
+        groups[group] = re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", variables)   # ONNX12 is a value
+    return groups
+
+
+def _example_groups() -> dict[str, list[str]]:
+    """group -> variables, in order, from .env.example's "# --- Group ---" sections."""
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+        header = re.match(r"^# --- (.+?) [-(]", line)
+        if header:
+            current = groups.setdefault(header.group(1).strip(), [])
+        elif re.match(r"^[A-Z][A-Z0-9_]*=", line):
+            current.append(line.split("=", 1)[0])
+    return groups
+
+
+def test_env_example_lists_every_variable_in_the_readme_groups():
+    """The error text tells users to copy .env.example: it must hold every variable the settings know, in
+    the README's groups, and load as a valid (if empty) settings file."""
+    expected: dict[str, list[str]] = {}
+    for var in VARIABLES:
+        expected.setdefault(var.group, []).append(var.name)
+    assert _example_groups() == expected
+    assert set(dotenv_values(ROOT / ".env.example")) == set(BY_NAME)
+    example = Settings.load(ROOT / ".env.example")
+    assert example.problems("local") == [] and example.get("MODEL_NAME") == BY_NAME["MODEL_NAME"].default
+
+
+def test_readme_documents_every_variable_in_its_group():
+    readme = _readme_settings_table()
+    assert {g: set(v) for g, v in readme.items()} == {
+        g: {var.name for var in VARIABLES if var.group == g} for g in {var.group for var in VARIABLES}}
 
 
 def test_complete_settings_have_no_problems():

@@ -95,7 +95,9 @@ def test_local_command_default_sample_json(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     data = json.loads(lines[0])
-    assert set(data) == {"model", "task", "predictions", "latency_ms"}
+    assert set(data) == {"model", "task", "predictions", "latency_ms", "answers", "agree", "disagreements",
+                         "load_test"}
+    assert [a["path"] for a in data["answers"]] == ["tensor", "image"] and data["agree"] is True
     assert data["task"] == "classification" and data["latency_ms"] > 0
     probs = [p["probability"] for p in data["predictions"]]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-3

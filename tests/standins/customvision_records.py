@@ -41,7 +41,8 @@ class Domain:
                 "enabled": True, "exportablePlatforms": EXPORT_PLATFORMS if self.exportable else []}
 
 
-# The compact ids are the public ones (facts.md); the others are the well-known non-exportable domains.
+# The compact ids are the public ones (the same as cvtriton_core.adapters.customvision_types.COMPACT_DOMAIN, and
+# listed by the service's GetDomains); the others are the well-known non-exportable domains.
 DOMAINS = (
     Domain("ee85a74c-405e-4adc-bb47-ffa8ca0c9f31", "General", "Classification", False),
     Domain("c151d5b5-dd07-472a-acc8-15d29dea8518", "Food", "Classification", False),

@@ -8,10 +8,11 @@ import json
 import onnxruntime as ort
 import pytest
 
+from cvtriton_standins.triton_config import parse_config
 from cvtriton_triton.errors import UserError
 from cvtriton_triton.model_import import import_model
-from cvtriton_triton.model_repository import (DEFAULT_MAX_BATCH_SIZE, parse_config, read_model_info,
-                                              render_config, write_repository)
+from cvtriton_triton.model_repository import DEFAULT_MAX_BATCH_SIZE, read_model_info, render_config, write_repository
+
 
 ONNX_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(int64)": "TYPE_INT64"}
 
@@ -129,8 +130,40 @@ def test_write_repository_other_version_and_rgb_sidecar(imported, tmp_path):
     assert (target / "3" / "model.onnx").is_file()
     info = read_model_info(target / "cvtriton.json")
     assert (info.channels_bgr, info.range_0_255) == (False, False)
-    with pytest.raises(UserError, match="positive whole number"):
-        write_repository(imported["classification_rgb01"], tmp_path / "repo", "rgb", model_version="v1")
+    for version in ("v1", "01", "0", "-1", "1.0"):   # Triton ignores version folders like 01: they would serve nothing
+        with pytest.raises(UserError, match="version .* is not usable"):
+            write_repository(imported["classification_rgb01"], tmp_path / "repo", "rgb", model_version=version)
+
+
+NAMES = ["colours", "my.model", "_x", "a-b_c.1", "x" * 255, "x" * 256, "", "has space", ".hidden", "-flag", "a/b",
+         "Ünï", "a%b", "x:y"]
+VERSIONS = ["1", "7", "123456789012345678", "1234567890123456789", "01", "0", "v1", "1.0"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_settings_accept_exactly_the_model_names_the_writer_accepts(imported, name):
+    from cvtriton_core.settings import Settings
+
+    accepted_by_settings = not Settings({"MODEL_NAME": name}).problems("local", ["MODEL_NAME"]) if name else False
+    try:
+        render_config(imported["classification"].info, name)
+        accepted_by_writer = True
+    except UserError:
+        accepted_by_writer = False
+    assert accepted_by_settings == accepted_by_writer
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_settings_accept_exactly_the_versions_the_writer_accepts(imported, version, tmp_path):
+    from cvtriton_core.settings import Settings
+
+    accepted_by_settings = not Settings({"MODEL_VERSION": version}).problems("local", ["MODEL_VERSION"])
+    try:
+        write_repository(imported["classification"], tmp_path / "repo", "m", model_version=version)
+        accepted_by_writer = True
+    except UserError:
+        accepted_by_writer = False
+    assert accepted_by_settings == accepted_by_writer
 
 
 def test_rewriting_the_same_model_is_a_no_op(imported, tmp_path):

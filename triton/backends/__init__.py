@@ -5,7 +5,7 @@
 ``triton_python_backend_utils`` exists). The ``tritonserver`` 2.51 binary in the ``nvidia-pytriton``
 wheel ships only the python backend, so this file stands in for Triton's native onnxruntime backend.
 
-A backend directory (facts.md) is ``python/`` (``libtriton_python.so``,
+A backend directory (``--backend-directory``) is ``python/`` (``libtriton_python.so``,
 ``triton_python_backend_utils.py``, the stub built for this Python minor version) plus
 ``onnxruntime/model.py``; models whose config says ``platform: "onnxruntime_onnx"`` or
 ``backend: "onnxruntime"`` are then served by our file.
