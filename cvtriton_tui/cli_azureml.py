@@ -50,4 +50,4 @@ def options_from(args: argparse.Namespace) -> AzureOptions:
     return AzureOptions(endpoint=args.endpoint, deployment=args.deployment, image=args.deploy_image,
                         instance_type=args.instance_type, instance_count=args.instance_count,
                         auth_mode=args.auth_mode, traffic=args.traffic, rollback=args.rollback, delete=args.delete,
-                        concurrency=args.concurrency, by_traffic=args.by_traffic, poll_s=args.poll_seconds)
+                        by_traffic=args.by_traffic, poll_s=args.poll_seconds)

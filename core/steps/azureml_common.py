@@ -1,5 +1,6 @@
 """What the Azure ML steps share: the adapter for the run's workspace, following a long-running operation with
-live state events and container logs, traffic arithmetic, and the run-state keys the steps hand on."""
+live state events and container logs, traffic arithmetic, the pre-run checks, and the run-state keys the steps
+hand on (defined in :mod:`azureml_state`)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,17 @@ from typing import Any, Callable
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
-from cvtriton_core.settings import ENDPOINT_NAME
+from cvtriton_core.settings import ENDPOINT_NAME, Settings
 from cvtriton_core.steps.azureml_logs import LogFollower
+from cvtriton_core.steps.azureml_state import (  # noqa: F401  (the steps import the keys from here too)
+    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_CREATED, STATE_DEPLOYMENT, STATE_ENDPOINT,
+    STATE_PUSHED_IMAGE, STATE_REGISTRY, STATE_SCORING_URI, STATE_TRAFFIC_HISTORY,
+)
 
 WORKSPACE_SETTINGS = ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE")
 TERMINAL = ("Succeeded", "Failed", "Canceled")
 LOG_TAIL = 200                         # lines asked of getLogs per poll
 LAST_LINES = 25                        # log lines quoted when a deployment fails
-# run-state keys (values only, never secrets)
-STATE_ENDPOINT = "azureml_endpoint"
-STATE_DEPLOYMENT = "azureml_deployment"
-STATE_SCORING_URI = "azureml_scoring_uri"
-STATE_CREATED = "azureml_endpoints_created"      # endpoints this tool created and has not deleted
-STATE_TRAFFIC_HISTORY = "azureml_traffic_history"  # {endpoint: [previous splits, newest last]}
-STATE_PUSHED_IMAGE = "image_remote"             # the push step: REGISTRY/REPO@sha256:DIGEST
-STATE_REGISTRY = "registry"
 
 
 def azureml(ctx: StepContext) -> Any:
@@ -48,6 +45,19 @@ def endpoint_name(ctx: StepContext, given: str | None) -> str:
         raise UserError("no endpoint name", "set ENDPOINT_NAME in the settings (3-32 letters, digits or -)")
     check_endpoint_name(name)
     return name
+
+
+def check_workspace_settings(settings: Settings) -> None:
+    """The settings every Azure ML step needs: set and well-formed (a step's ``check``)."""
+    settings.require(*WORKSPACE_SETTINGS)
+
+
+def check_given_endpoint(settings: Settings, given: str | None) -> None:
+    """The endpoint name a step will use, when it is known before the run (``--endpoint`` or ENDPOINT_NAME;
+    without either the run state's, checked when the step runs)."""
+    name = given or settings.get("ENDPOINT_NAME")
+    if name:
+        check_endpoint_name(name)
 
 
 def check_endpoint_name(name: str) -> None:

@@ -8,21 +8,25 @@ live one starts at 0% traffic (safe rollout)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cvtriton_core.adapters.azureml_errors import AzureMLError
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import Settings
 from cvtriton_core.steps.azureml_common import (
-    LAST_LINES, LOG_TAIL, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_PUSHED_IMAGE, STATE_SCORING_URI, azureml,
-    check_deployment_name, complete_traffic, describe_traffic, endpoint_name, endpoint_state, follow,
-    deployment_state, push_history, remember_created,
+    LAST_LINES, LOG_TAIL, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_PUSHED_IMAGE,
+    STATE_SCORING_URI, azureml,
+    check_deployment_name, check_given_endpoint, check_workspace_settings, complete_traffic, describe_traffic,
+    endpoint_name, endpoint_state, follow, deployment_state, push_history, remember_created,
 )
 from cvtriton_core.steps.azureml_logs import LogFollower
 from cvtriton_core.steps.azureml_options import AUTH_MODES, DEFAULT_DEPLOYMENT, AzureOptions
 
 MAX_INSTANCES = 20
+INSTANCE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,63}$")    # Azure VM size names: Standard_DS3_v2
 
 
 @dataclass(frozen=True)
@@ -46,24 +50,49 @@ class Deploy:
     def __init__(self, options: AzureOptions | None = None) -> None:
         self.o = options or AzureOptions()
 
+    def check(self, settings: Settings) -> None:
+        """Names, auth mode, instance count and type, traffic and a given image, before anything is created."""
+        o = self.o
+        check_workspace_settings(settings)
+        if not (o.endpoint or settings.get("ENDPOINT_NAME")):
+            raise UserError("no endpoint name to deploy to", "set ENDPOINT_NAME in the settings, or pass --endpoint "
+                            "(3-32 letters, digits or -, unique in the region)")
+        check_given_endpoint(settings, o.endpoint)
+        check_deployment_name(o.deployment or DEFAULT_DEPLOYMENT)
+        if o.auth_mode not in AUTH_MODES:
+            raise UserError(f"auth mode {o.auth_mode!r} is not known", "choose " + " or ".join(AUTH_MODES))
+        if isinstance(o.instance_count, bool) or not isinstance(o.instance_count, int) \
+                or not 1 <= o.instance_count <= MAX_INSTANCES:
+            raise UserError(f"instance count {o.instance_count} is out of range", f"choose 1 to {MAX_INSTANCES}")
+        if not INSTANCE_TYPE.match(o.instance_type or ""):
+            raise UserError(f"instance type {o.instance_type!r} is not an Azure VM size name",
+                            "give one such as Standard_DS3_v2 or Standard_NC6s_v3")
+        self._percent()
+        if o.image:
+            from cvtriton_core.adapters.registry_login import ImageRef
+
+            ImageRef.parse(o.image)
+
+    def _percent(self) -> int | None:
+        """``--traffic`` for the new deployment: a whole percentage, or None (the default rule)."""
+        if self.o.traffic is None:
+            return None
+        text = str(self.o.traffic).strip().rstrip("%")
+        if not text.isdigit() or not 0 <= int(text) <= 100:
+            raise UserError(f"traffic {self.o.traffic!r} for the new deployment is not a percentage",
+                            "give a whole number from 0 to 100 (a split such as blue=90,green=10 is for the "
+                            "traffic step)")
+        return int(text)
+
     async def run(self, ctx: StepContext) -> DeployResult:
         from cvtriton_core.adapters.azureml import READINESS, DeploymentSpec
         from cvtriton_core.adapters.registry_login import ImageRef
 
         o = self.o
+        self.check(ctx.settings)
         endpoint = endpoint_name(ctx, o.endpoint)
         deployment = o.deployment or DEFAULT_DEPLOYMENT
-        check_deployment_name(deployment)
-        if o.auth_mode not in AUTH_MODES:
-            raise UserError(f"auth mode {o.auth_mode!r} is not known", "choose " + " or ".join(AUTH_MODES))
-        if not 1 <= o.instance_count <= MAX_INSTANCES:
-            raise UserError(f"instance count {o.instance_count} is out of range", f"choose 1 to {MAX_INSTANCES}")
-        percent = None
-        if o.traffic is not None:
-            if not str(o.traffic).isdigit() or not 0 <= int(o.traffic) <= 100:
-                raise UserError(f"traffic {o.traffic!r} for the new deployment is not a percentage",
-                                "give a whole number from 0 to 100")
-            percent = int(o.traffic)
+        percent = self._percent()
         image_text = o.image or ctx.state.get(STATE_PUSHED_IMAGE)
         if not image_text:
             raise UserError("no image to deploy", "run the push step first, or pass --deploy-image REGISTRY/REPO:TAG")
@@ -159,10 +188,10 @@ class Deploy:
                             f"{workspace.name}'s registry {registry.login_server}",
                             f"push the image to {registry.login_server} (unset IMAGE_REGISTRY, run registry-login "
                             "and push again)")
-        auth = ctx.run.shared.get("registry_login")
+        auth = ctx.run.shared.get(SHARED_REGISTRY_LOGIN)
         if auth is None or auth.login_server.lower() != registry.login_server.lower():
             auth = await ctx.blocking(login, registry.login_server, az.arm_token)
-            ctx.run.shared["registry_login"] = auth
+            ctx.run.shared[SHARED_REGISTRY_LOGIN] = auth
         facts = await ctx.blocking(image_facts, auth, image)
         if facts is None:
             raise UserError(f"image {image} is not in registry {registry.login_server}",

@@ -23,6 +23,5 @@ class AzureOptions:
     traffic: str | None = None          # deploy: percent for the new deployment; traffic: "blue=90,green=10"
     rollback: bool = False              # traffic: put the split back as it was before the last change
     delete: str = "endpoint"            # delete: "endpoint" (with its deployments) | "deployment"
-    concurrency: int = 1                # endpoint-test: requests in flight at once
     by_traffic: bool = False            # endpoint-test: no deployment header, the endpoint's split decides
     poll_s: float = 5.0                 # how often provisioning state and container logs are read

@@ -10,15 +10,18 @@ from typing import Any
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
+from cvtriton_core.settings import Settings
 from cvtriton_core.steps.azureml_common import (
-    STATE_DEPLOYMENT, STATE_REGISTRY, STATE_SCORING_URI, azureml, check_deployment_name, complete_traffic,
-    deployment_state, describe_traffic, endpoint_name, endpoint_state, follow, parse_traffic, pop_history,
-    push_history, remember_created,
+    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_REGISTRY, STATE_SCORING_URI, azureml,
+    check_deployment_name, check_given_endpoint, check_workspace_settings, complete_traffic, deployment_state,
+    describe_traffic, endpoint_name, endpoint_state, follow, parse_traffic, pop_history, push_history,
+    remember_created,
 )
 from cvtriton_core.steps.azureml_deploy import Deploy, DeployResult
 from cvtriton_core.steps.azureml_options import DELETE_TARGETS, AzureOptions
 
 __all__ = ["RegistryLogin", "Deploy", "DeployResult", "Traffic", "Delete", "tool_endpoints"]
+
 
 @dataclass(frozen=True)
 class RegistryLoginResult:
@@ -60,9 +63,14 @@ class RegistryLogin:
     name = "registry-login"
     title = "Log in to the container registry"
 
+    def check(self, settings: Settings) -> None:
+        check_workspace_settings(settings)
+        settings.require_valid("IMAGE_REGISTRY")
+
     async def run(self, ctx: StepContext) -> RegistryLoginResult:
         from cvtriton_core.adapters.registry_login import login
 
+        self.check(ctx.settings)
         override = ctx.settings.get("IMAGE_REGISTRY")
         az = azureml(ctx)
         if override:
@@ -76,14 +84,14 @@ class RegistryLogin:
                                 "attach one (Azure portal > the workspace > Container registry), or set IMAGE_REGISTRY")
             login_server = (await ctx.blocking(az.registry, workspace.registry_id)).login_server
         if ctx.settings.get("IMAGE_REGISTRY_USERNAME") and ctx.settings.get("IMAGE_REGISTRY_PASSWORD"):
-            ctx.run.shared["registry_auth"] = None     # push uses the settings' credential as they are
+            ctx.run.shared[SHARED_REGISTRY_AUTH] = None     # push uses the settings' credential as they are
             ctx.state.set(**{STATE_REGISTRY: login_server})
             return RegistryLoginResult(f"{login_server}: IMAGE_REGISTRY_USERNAME/PASSWORD from the settings",
                                        login_server, False)
         ctx.progress(f"Logging in to {login_server}")
         auth = await ctx.blocking(login, login_server, az.arm_token)
-        ctx.run.shared["registry_auth"] = auth.docker_auth()
-        ctx.run.shared["registry_login"] = auth
+        ctx.run.shared[SHARED_REGISTRY_AUTH] = auth.docker_auth()
+        ctx.run.shared[SHARED_REGISTRY_LOGIN] = auth
         ctx.state.set(**{STATE_REGISTRY: login_server})
         how = "no credential needed" if auth.password is None else "registry token for the push"
         return RegistryLoginResult(f"{login_server}: {how}", login_server, auth.password is None)
@@ -96,8 +104,27 @@ class Traffic:
     def __init__(self, options: AzureOptions | None = None) -> None:
         self.o = options or AzureOptions()
 
+    def check(self, settings: Settings) -> None:
+        """The split's form and sum, and the names, before Azure is asked anything."""
+        o = self.o
+        check_workspace_settings(settings)
+        check_given_endpoint(settings, o.endpoint)
+        if o.deployment:
+            check_deployment_name(o.deployment)
+        if o.rollback:
+            if o.traffic and "=" in o.traffic:
+                raise UserError("--rollback and a traffic split were both given",
+                                "give one: --rollback restores the split before the last change")
+            return
+        if o.traffic:
+            total = sum(parse_traffic(o.traffic).values())
+            if total > 100:
+                raise UserError(f"traffic adds up to {total}%", "give shares that add up to 100, e.g. "
+                                "blue=90,green=10")
+
     async def run(self, ctx: StepContext) -> TrafficResult:
         o = self.o
+        self.check(ctx.settings)
         endpoint = endpoint_name(ctx, o.endpoint)
         wanted = parse_traffic(o.traffic) if (o.traffic and not o.rollback) else None
         az = azureml(ctx)
@@ -154,10 +181,18 @@ class Delete:
     def __init__(self, options: AzureOptions | None = None) -> None:
         self.o = options or AzureOptions()
 
-    async def run(self, ctx: StepContext) -> DeleteResult:
+    def check(self, settings: Settings) -> None:
         o = self.o
         if o.delete not in DELETE_TARGETS:
             raise UserError(f"cannot delete {o.delete!r}", "choose " + " or ".join(DELETE_TARGETS))
+        check_workspace_settings(settings)
+        check_given_endpoint(settings, o.endpoint)
+        if o.deployment:
+            check_deployment_name(o.deployment)
+
+    async def run(self, ctx: StepContext) -> DeleteResult:
+        o = self.o
+        self.check(ctx.settings)
         endpoint = endpoint_name(ctx, o.endpoint)
         az = azureml(ctx)
         info = await ctx.blocking(az.endpoint, endpoint)

@@ -1,7 +1,8 @@
 """The ``endpoint-test`` step: the same image, preprocessing and Triton client as the local ``test`` step, sent
 over HTTPS to the Azure ML endpoint with ``Authorization: Bearer <key or token>`` and, to reach a deployment that
-has no traffic yet, ``azureml-model-deployment: <name>``. One warm-up request gives the predictions; then N timed
-requests at a chosen concurrency give p50/p95/p99 and throughput. Refusals are explained: 401 (key or token),
+has no traffic yet, ``azureml-model-deployment: <name>``. One warm-up request gives the predictions; then the
+load generator of the local test (``cvtriton_triton.load_test``: N requests at a chosen concurrency, bounded in
+time, trust from ``REQUESTS_CA_BUNDLE`` when set) gives p50/p95/p99 and throughput. Refusals are explained: 401 (key or token),
 404 (no route), 408 (timeout), 424 (the container answered non-200: its status from
 ``ms-azureml-model-error-statuscode``), 429 (over the endpoint's concurrency limit), 5xx."""
 
@@ -11,17 +12,26 @@ import asyncio
 import json
 import os
 import re
-import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
-from cvtriton_core.steps.azureml_common import STATE_DEPLOYMENT, azureml, endpoint_name
+from cvtriton_core.settings import Settings
+from cvtriton_core.steps.azureml_common import (
+    STATE_DEPLOYMENT, azureml, check_deployment_name, check_given_endpoint, check_workspace_settings, endpoint_name,
+)
 from cvtriton_core.steps.azureml_options import AzureOptions
+
+if TYPE_CHECKING:
+    from cvtriton_triton.load_test import LoadReport
+
+#: Requests in flight at once against an Azure ML endpoint: more only meets its 429 limit
+#: (2 x max_concurrent_requests_per_instance x instances) sooner.
+MAX_ENDPOINT_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -45,22 +55,15 @@ class EndpointTestResult:
     customvision: tuple[dict, ...] | None = None     # the published iteration's answer, same shape; None: not asked
     customvision_latency_ms: float | None = None
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    load: LoadReport | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"model": self.model, "task": self.task, "predictions": list(self.predictions),
                 "latency_ms": self.latency_ms, "endpoint": self.endpoint, "deployment": self.deployment,
                 "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
                 "throughput_rps": self.throughput_rps, "requests": self.requests, "concurrency": self.concurrency,
-                "failed": self.failed, "customvision": None if self.customvision is None else list(self.customvision)}
-
-
-def percentiles(values: list[float]) -> tuple[float, float, float]:
-    if not values:
-        return 0.0, 0.0, 0.0
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[49], cuts[94], cuts[98]
+                "failed": self.failed, "customvision": None if self.customvision is None else list(self.customvision),
+                "load_test": [self.load.to_json()] if self.load is not None else []}
 
 
 def explain_status(status: int | None, message: str, *, model: str, deployment: str | None,
@@ -118,6 +121,12 @@ class _Target:
     def send(self, client: Any) -> tuple[dict, float]:
         return client.timed_infer(self.model, self.info.input.name, self.tensor, [o.name for o in self.info.outputs])
 
+    def request(self) -> Any:
+        """The same inference, serialized once for the load generator."""
+        from cvtriton_triton.load_test import infer_request
+
+        return infer_request(self.model, [(self.info.input.name, self.tensor)], [o.name for o in self.info.outputs])
+
     def explain(self, status: int | None, message: str, container_status: str | None = None) -> tuple[str, str]:
         return explain_status(status, message, model=self.model, deployment=self.deployment,
                               limit_hint=self.limit_hint, container_status=container_status)
@@ -127,55 +136,97 @@ class EndpointTest:
     name = "endpoint-test"
     title = "Test the Azure ML endpoint"
 
-    def __init__(self, image: Path, *, requests: int = 5, options: AzureOptions | None = None) -> None:
-        self.image = Path(image)
-        self.requests = max(1, requests)
+    def __init__(self, image: Path | None, *, requests: int = 5, concurrency: int = 1,
+                 time_limit_s: float | None = None, options: AzureOptions | None = None) -> None:
+        from cvtriton_triton.load_test import DEFAULT_TIME_LIMIT_S, LoadSpec
+
+        self.image = Path(image) if image is not None else None
         self.o = options or AzureOptions()
+        self.spec = LoadSpec(requests=max(1, requests), concurrency=concurrency,
+                             time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)   # bad values: UserError now
+        self.requests = self.spec.requests
+
+    def check(self, settings: Settings) -> None:
+        """The image, the concurrency, the names and the workspace settings, before anything is sent."""
+        from cvtriton_triton.preprocess import check_image
+
+        if self.image is None:
+            raise UserError("the endpoint-test step needs a test image", "pass --image PATH (a JPEG or PNG)")
+        check_image(self.image)
+        if self.spec.concurrency > MAX_ENDPOINT_CONCURRENCY:
+            raise UserError(f"concurrency {self.spec.concurrency} is too high for an endpoint test",
+                            f"choose 1 to {MAX_ENDPOINT_CONCURRENCY} (--concurrency)")
+        check_workspace_settings(settings)
+        check_given_endpoint(settings, self.o.endpoint)
+        if self.o.deployment and not self.o.by_traffic:
+            check_deployment_name(self.o.deployment)
 
     async def run(self, ctx: StepContext) -> EndpointTestResult:
-        from cvtriton_core.steps.load_run import run_load
         from cvtriton_core.steps.image_ensemble import prediction_json
+        from cvtriton_triton.load_test import run_load
         from cvtriton_triton.postprocess import predictions
 
-        if not self.image.is_file():
-            raise UserError(f"test image {self.image} does not exist", "pass --image PATH (a JPEG or PNG)")
-        if not 1 <= self.o.concurrency <= 64:
-            raise UserError(f"concurrency {self.o.concurrency} is out of range", "choose 1 to 64")
+        self.check(ctx.settings)
         az = azureml(ctx)
         target, secret = await self._target(ctx, az)
         stop = threading.Event()
         try:
             outputs = await self._warm_up(ctx, az, target, secret)
+            request = await ctx.blocking(target.request)
             load = await ctx.blocking(
-                run_load, target.client, lambda client: target.send(client)[1], total=self.requests,
-                concurrency=self.o.concurrency, stop=stop,
-                on_done=lambda done, ms: ctx.progress(f"request {done}/{self.requests}: {ms:.1f} ms", done=done,
-                                                      total=self.requests))
+                run_load, target.host, request, self.spec, ssl=True, headers=target.headers,
+                progress=lambda done, total, ok, errors: ctx.progress(
+                    f"request {done}/{total} at concurrency {self.spec.concurrency}"
+                    + (f", {errors} failed" if errors else ""), done=done, total=total),
+                stop=stop)
         except asyncio.CancelledError:
             stop.set()      # else the threads keep sending to the endpoint, and quitting waits for them
             raise
-        failed = sum(load.errors.values())
         for status, count in sorted(load.errors.items()):
-            cause, fix = target.explain(status or None, "")
+            cause, fix = self._explain_load(target, status, load)
             ctx.log(f"{count} of {self.requests} requests failed: {cause} — {fix}", level="warning")
-        if not load.latencies_ms:
-            worst = load.errors.most_common(1)[0][0] if load.errors else None
-            raise UserError(*target.explain(worst or None, "every timed request failed"), exit_code=1)
-        p50, p95, p99 = percentiles(load.latencies_ms)
+        if load.warmup_errors:
+            counts = ", ".join(f"{n} x {status}" for status, n in sorted(load.warmup_errors.items()))
+            ctx.log(f"uncounted first requests of the load test's connections failed ({counts})", level="warning")
+        if not load.ok:
+            table = load.errors or load.warmup_errors
+            if not table:
+                raise UserError(f"no timed request finished (load test {load.stopped})",
+                                "run endpoint-test again with fewer --requests", exit_code=1)
+            raise UserError(*self._explain_load(target, max(table, key=table.get), load, every=True), exit_code=1)
+        p50, p95, p99 = load.p50_ms, load.p95_ms, load.p99_ms
         preds = tuple(predictions(outputs, target.info))
-        cloud = await self._compare(ctx, [prediction_json(p) for p in preds], target.info.task == "detection")
+        ours = [prediction_json(p) for p in preds]
+        cloud = await self._compare(ctx, ours, target.info.task == "detection")
         best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
+        failed = load.error_count
         summary = (f"{best} from {target.endpoint}/{target.deployment or 'traffic split'}: p50 {p50:.1f} ms, "
                    f"p95 {p95:.1f} ms, p99 {p99:.1f} ms, {load.throughput_rps:.1f} req/s at concurrency "
-                   f"{self.o.concurrency}" + (f", {failed} failed" if failed else ""))
+                   f"{self.spec.concurrency}" + (f", {failed} failed" if failed else "")
+                   + (f", stopped early ({load.stopped}) after {load.sent} of {self.requests}"
+                      if load.stopped != "completed" else ""))
         return EndpointTestResult(
             summary=summary, model=target.model, task=target.info.task, image=self.image, endpoint=target.endpoint,
-            deployment=target.deployment, predictions=tuple([prediction_json(p) for p in preds]), latency_ms=p50, p50_ms=p50,
+            deployment=target.deployment, predictions=tuple(ours), latency_ms=p50, p50_ms=p50,
             p95_ms=p95, p99_ms=p99, throughput_rps=load.throughput_rps, requests=self.requests,
-            concurrency=self.o.concurrency, failed=failed,
-            errors={f"HTTP {k}" if k else "no answer": v for k, v in load.errors.items()},
+            concurrency=self.spec.concurrency, failed=failed,
+            errors={f"HTTP {k}" if k.isdigit() else k: v for k, v in load.errors.items()},
             customvision=cloud.predictions if cloud else None,
-            customvision_latency_ms=cloud.latency_ms if cloud else None, latencies_ms=tuple(load.latencies_ms))
+            customvision_latency_ms=cloud.latency_ms if cloud else None, latencies_ms=load.latencies_ms, load=load)
+
+    def _explain_load(self, target: "_Target", status: str, load: LoadReport, *, every: bool = False,
+                      ) -> tuple[str, str]:
+        """(cause, fix) for the load test's failures keyed ``status`` ("401", "timeout", "connection")."""
+        if status == "timeout":
+            return (f"{'every timed request' if every else 'requests'} got no answer within "
+                    f"{self.spec.timeout_s:g} s", "choose a bigger instance type or fewer requests in flight "
+                    "(--concurrency), or check the container log for a slow model")
+        if status == "connection":
+            return (f"{'every timed request' if every else 'requests'} lost the connection to the endpoint "
+                    f"({load.first_error or 'no answer'})", "check the network and the endpoint's state")
+        same = load.first_error.startswith(f"HTTP {status}:")     # the first error's text, if it is this kind
+        message = _service_text(load.first_error) if same else ("every timed request failed" if every else "")
+        return target.explain(int(status) if status.isdigit() else None, message)
 
     async def _target(self, ctx: StepContext, az: Any) -> tuple[_Target, Any]:
         from cvtriton_core.adapters.azureml import MAX_CONCURRENT_PER_INSTANCE, MODEL_DEPLOYMENT_HEADER
@@ -188,6 +239,9 @@ class EndpointTest:
                             "run the repository step in this work folder first")
         endpoint = endpoint_name(ctx, self.o.endpoint)
         deployment = None if self.o.by_traffic else (self.o.deployment or ctx.state.get(STATE_DEPLOYMENT))
+        if deployment is None and not self.o.by_traffic:
+            ctx.log(f"no --deployment given and no deployment recorded by a deploy step in this work folder: "
+                    f"testing {endpoint} through its traffic split", level="warning")
         info_ep = await ctx.blocking(az.endpoint, endpoint)
         if info_ep is None:
             raise UserError(f"endpoint {endpoint} does not exist", "run the deploy step first")

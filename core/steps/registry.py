@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.steps.azureml_options import AzureOptions
+from cvtriton_core.steps.azureml_state import (
+    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_REGISTRY, STATE_SCORING_URI,
+)
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,9 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
-    concurrency: int = 1           # test step: concurrent requests of its load test
+    concurrency: int = 1           # test, endpoint-test: concurrent requests of their load tests
     ensemble: bool | None = None   # image ensemble: None follows TRITON_ENSEMBLE (repository) / what is there (test)
-    time_limit_s: float | None = None   # test step: bound of each load test (default load_test's)
+    time_limit_s: float | None = None   # test, endpoint-test: bound of each load test (default load_test's)
     base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
     container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
     azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
@@ -109,9 +112,8 @@ def _deploy(o: RunOptions) -> Any:
 
 def _endpoint_test(o: RunOptions) -> Any:
     from cvtriton_core.steps.endpoint_test import EndpointTest
-    if o.image is None:
-        raise UserError("the endpoint-test step needs an image", "pass --image PATH")
-    return EndpointTest(o.image, requests=o.requests, options=o.azure)
+    return EndpointTest(o.image, requests=o.requests, concurrency=o.concurrency, time_limit_s=o.time_limit_s,
+                        options=o.azure)
 
 
 def _traffic(o: RunOptions) -> Any:
@@ -157,9 +159,14 @@ RESULTS: dict[str, tuple[str, ...]] = {
     "repository": ("repository", "model_name", "model_version"),
     "package": ("image_context", "image_context_digest"),
     "build": ("image_id", "image_ref", "image_size"),
+    "registry-login": (STATE_REGISTRY, SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN),
     "push": ("image_digest", "image_remote", "image_pushed"),
     "run-local": ("triton_url", "container_id"),
     "serve-local": ("triton_url",),
+    # Pointers to what this work folder deployed: after a failed or restarted deploy they may name an older
+    # deployment (endpoint-test would test it, delete would remove it). Endpoint keys and tokens are never
+    # kept (read afresh each time); the endpoints this tool created and the traffic history are records.
+    "deploy": (STATE_ENDPOINT, STATE_DEPLOYMENT, STATE_SCORING_URI),
 }
 
 

@@ -156,8 +156,8 @@ def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str) -> Callable
 
     async def make(model_dir: Path, key: str = "m", *, endpoint: str | None = None, push: bool = True) -> Work:
         name = f"{key}-{SESSION}"
+        # no IMAGE_REGISTRY: push goes to the workspace's registry, which registry-login reads from Azure
         values = {**azure.settings(), "MODEL_NAME": name, "TRITON_BASE_IMAGE": standin_base,
-                  "IMAGE_REGISTRY": azure.registry.login_server,
                   "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}"}
         work = Work(tmp_path / f"work-{key}", values, name, Path(model_dir))
         steps = [ImportModel(Path(model_dir)), WriteRepository()]

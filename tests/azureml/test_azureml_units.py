@@ -1,4 +1,4 @@
-"""Pure parts of the Azure ML steps and adapter: log tails, traffic arithmetic, percentiles, refusal texts,
+"""Pure parts of the Azure ML steps and adapter: log tails, traffic arithmetic, refusal texts,
 image references, the SDK's stdout dots."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from cvtriton_core.adapters.registry_login import ImageRef
 from cvtriton_core.errors import UserError
 from cvtriton_core.steps.azureml_common import complete_traffic, describe_traffic, parse_traffic
 from cvtriton_core.steps.azureml_logs import LogFollower
-from cvtriton_core.steps.endpoint_test import explain_status, percentiles
+from cvtriton_core.steps.endpoint_test import explain_status
 
 
 def test_log_follower_emits_only_new_lines():
@@ -43,13 +43,6 @@ def test_traffic_arithmetic():
     assert describe_traffic({"blue": 90, "green": 10, "red": 0}) == "blue 90%, green 10%"
 
 
-def test_percentiles():
-    assert percentiles([]) == (0.0, 0.0, 0.0)
-    assert percentiles([5.0]) == (5.0, 5.0, 5.0)
-    p50, p95, p99 = percentiles([float(v) for v in range(1, 101)])
-    assert p50 == pytest.approx(50.5) and p95 == pytest.approx(95.05) and p99 == pytest.approx(99.01)
-
-
 def test_refusals_are_explained():
     cause, fix = explain_status(429, "", model="m", deployment="blue", limit_hint="2 x 8 x 1 instance(s) = 16")
     assert "throttled" in cause and "= 16" in cause and "lower --concurrency" in fix
@@ -57,6 +50,29 @@ def test_refusals_are_explained():
     assert "answered HTTP 400: bad input" in cause and "input name, shape and data type" in fix
     cause, fix = explain_status(408, "", model="m", deployment=None, limit_hint="")
     assert "the endpoint did not answer within its request timeout" in cause
+
+
+def test_load_test_failures_are_explained(tmp_path):
+    from cvtriton_core.steps.endpoint_test import EndpointTest, _Target
+    from cvtriton_triton.load_test import LoadReport
+
+    target = _Target("ep", "blue", "ep.westeurope.inference.ml.azure.com", "m", None, None, {},
+                     "2 x 8 (max_concurrent_requests_per_instance) x 1 instance(s) = 16")
+    step = EndpointTest(tmp_path / "x.jpg", concurrency=20)
+
+    def report(errors: dict[str, int], first: str) -> LoadReport:
+        return LoadReport(target="m", concurrency=20, planned=40, ok=0, errors=errors, latencies_ms=(), wall_s=1.0,
+                          stopped="completed", request_bytes=100, first_error=first)
+
+    cause, fix = step._explain_load(target, "429", report({"429": 40}, "HTTP 429: Too many requests"), every=True)
+    assert "deployment blue throttled the request (HTTP 429)" in cause and "= 16" in cause
+    assert "lower --concurrency" in fix
+    cause, _ = step._explain_load(target, "401", report({"401": 3}, 'HTTP 401: {"message": "bad key"}'), every=True)
+    assert cause == "the endpoint refused the key or token (HTTP 401): bad key"
+    cause, fix = step._explain_load(target, "timeout", report({"timeout": 2}, "no answer within 60 s"))
+    assert "got no answer within 60 s" in cause and "--concurrency" in fix
+    cause, _ = step._explain_load(target, "connection", report({"connection": 1}, "ConnectionError: reset"))
+    assert "lost the connection to the endpoint (ConnectionError: reset)" in cause
 
 
 def test_image_references():

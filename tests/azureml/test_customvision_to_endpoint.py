@@ -29,7 +29,7 @@ async def test_customvision_export_to_tested_endpoint(azure, standin_base, tmp_p
                              "VISION_ITERATION_ID": iteration_id, "VISION_PREDICTION_ENDPOINT": cv.url,
                              "VISION_PREDICTION_KEY": PREDICTION_KEY, "VISION_PUBLISH_ITERATION_NAME": "prod",
                              "MODEL_NAME": f"colours-{kit.session}", "TRITON_BASE_IMAGE": standin_base,
-                             "IMAGE_REGISTRY": azure.registry.login_server, "ENDPOINT_NAME": f"cv-{kit.session}"})
+                             "ENDPOINT_NAME": f"cv-{kit.session}"})
         options = RunOptions(image=test_image, requests=5, azure=AzureOptions(poll_s=kit.poll_s))
         events = await kit.collect(build_steps(STEPS, options), RunContext.create(settings, tmp_path / "work"))
         tested = kit.result_of(events, "endpoint-test")

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from cvtriton_core.adapters.registry_login import login
-from cvtriton_core.events import LogLine, StateChanged, StepFailed
+from cvtriton_core.errors import UserError
+from cvtriton_core.events import LogLine, StateChanged, StepFailed, StepStarted
 from cvtriton_core.pipeline import RunContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.azureml_common import STATE_CREATED
 from cvtriton_core.steps.azureml_options import AzureOptions
-from cvtriton_core.steps.azureml_steps import Deploy
+from cvtriton_core.steps.azureml_steps import Delete, Deploy, RegistryLogin, Traffic
+from cvtriton_core.steps.endpoint_test import EndpointTest
 
 
 @pytest.fixture
@@ -103,19 +105,44 @@ async def test_registry_and_image_checks(azure, push, settings, tmp_path, kit, f
     assert writes(azure) == []
 
 
-async def test_bad_input_needs_no_network(azure, settings, tmp_path, kit):
+async def test_bad_input_needs_no_network(azure, settings, tmp_path, kit, test_image):
+    """Each step's check refuses bad input before the run starts: exit 2, no request to Azure, no run state."""
     cases = {
-        "endpoint name '9lives' is not valid": (settings(ENDPOINT_NAME="9lives"), OPTIONS),
-        "deployment name 'b_l' is not valid": (settings(), replace(OPTIONS, deployment="b_l")),
-        "traffic 'half' for the new deployment": (settings(), replace(OPTIONS, traffic="half")),
-        "no image to deploy": (settings(), OPTIONS),
-        "instance count 0 is out of range": (settings(), replace(OPTIONS, instance_count=0)),
+        "endpoint name '9lives' is not valid": (settings(ENDPOINT_NAME="9lives"), Deploy(OPTIONS)),
+        "no endpoint name to deploy to": (settings(ENDPOINT_NAME=""), Deploy(OPTIONS)),
+        "deployment name 'b_l' is not valid": (settings(), Deploy(replace(OPTIONS, deployment="b_l"))),
+        "traffic 'half' for the new deployment": (settings(), Deploy(replace(OPTIONS, traffic="half"))),
+        "instance count 0 is out of range": (settings(), Deploy(replace(OPTIONS, instance_count=0))),
+        "instance count 21 is out of range": (settings(), Deploy(replace(OPTIONS, instance_count=21))),
+        "auth mode 'aad' is not known": (settings(), Deploy(replace(OPTIONS, auth_mode="aad"))),
+        "instance type 'Standard DS3' is not an Azure VM size name":
+            (settings(), Deploy(replace(OPTIONS, instance_type="Standard DS3"))),
+        "image 'model:1' names no registry": (settings(), Deploy(replace(OPTIONS, image="model:1"))),
+        "AZUREML_WORKSPACE is not set": (settings(AZUREML_WORKSPACE=""), Deploy(OPTIONS)),
+        "traffic 'green=x' is not DEPLOYMENT=PERCENT": (settings(), Traffic(replace(OPTIONS, traffic="green=x"))),
+        "traffic adds up to 150%": (settings(), Traffic(replace(OPTIONS, traffic="blue=90,green=60"))),
+        "--rollback and a traffic split were both given":
+            (settings(), Traffic(replace(OPTIONS, rollback=True, traffic="blue=100"))),
+        "cannot delete 'everything'": (settings(), Delete(replace(OPTIONS, delete="everything"))),
+        "deployment name '-x' is not valid": (settings(), Delete(replace(OPTIONS, deployment="-x"))),
+        "the endpoint-test step needs a test image": (settings(), EndpointTest(None, options=OPTIONS)),
+        "concurrency 65 is too high for an endpoint test":
+            (settings(), EndpointTest(test_image, concurrency=65, options=OPTIONS)),
+        "endpoint name 'a' is not valid": (settings(), EndpointTest(test_image, options=replace(OPTIONS, endpoint="a"))),
+        "IMAGE_REGISTRY='https://acr.example' is not valid":
+            (settings(IMAGE_REGISTRY="https://acr.example"), RegistryLogin()),
     }
-    for expected, (values, options) in cases.items():
-        events = await kit.collect([Deploy(options)], run_in(tmp_path, values))
+    for expected, (values, step) in cases.items():
+        events = await kit.collect([step], run_in(tmp_path, values))
         failed = failure(events)
-        assert expected in failed.message and failed.exit_code == 2, failed.message
+        assert expected in failed.message and failed.exit_code == 2 and failed.step == step.name, failed.message
+        assert not [e for e in events if isinstance(e, StepStarted)]        # refused before the step started
+        assert not (tmp_path / "work" / "run-state.json").exists()
+    events = await kit.collect([Deploy(OPTIONS)], run_in(tmp_path, settings()))
+    assert "no image to deploy" in failure(events).message and failure(events).exit_code == 2
     assert azure.arm.requests == []
+    with pytest.raises(UserError, match="the concurrency must be a whole number from 1 to 1024"):
+        EndpointTest(test_image, concurrency=0)
 
 
 async def test_endpoint_of_someone_else_is_left_alone(azure, push, settings, tmp_path, kit, fault_images):

@@ -19,6 +19,7 @@ from cvtriton_core.events import LogLine, StateChanged
 from cvtriton_core.steps.azureml_options import AzureOptions
 from cvtriton_core.steps.azureml_steps import Delete, Deploy, Traffic
 from cvtriton_core.steps.endpoint_test import EndpointTest
+from cvtriton_triton.ensemble import find_ensemble
 from cvtriton_triton.model_repository import read_model_info
 from cvtriton_triton.postprocess import predictions
 from cvtriton_triton.preprocess import prepare
@@ -62,10 +63,11 @@ async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfol
     base = AzureOptions(poll_s=kit.poll_s)
     repo_model = work.folder / "model_repository" / work.model_name
     want = expected(repo_model, test_image)
+    assert find_ensemble(repo_model.parent, work.model_name) is not None    # the image ensemble is on by default
 
     # blue: a new endpoint, the first deployment, 100% of the traffic
     events = await kit.collect([Deploy(replace(base, deployment="blue")),
-                                EndpointTest(test_image, requests=8, options=replace(base, concurrency=2))], work.run())
+                                EndpointTest(test_image, requests=8, concurrency=2, options=base)], work.run())
     deployed = kit.result_of(events, "deploy")
     assert deployed.endpoint_created and deployed.traffic == {"blue": 100}
     assert deployed.image == work.image and "@sha256:" in work.image
@@ -79,6 +81,8 @@ async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfol
     tested = kit.result_of(events, "endpoint-test")
     same_predictions(list(tested.predictions), want)
     assert tested.deployment == "blue" and tested.requests == 8 and tested.failed == 0
+    load = tested.to_json()["load_test"]               # the local test's load generator, over HTTPS with the key
+    assert len(load) == 1 and load[0]["ok"] == 8 and load[0]["concurrency"] == 2 and load[0]["stopped"] == "completed"
     assert 0 < tested.p50_ms <= tested.p95_ms <= tested.p99_ms and tested.throughput_rps > 0
     assert tested.to_json()["predictions"] == list(tested.predictions)
     assert capfd.readouterr().out == ""              # the SDK's poller dots never reach stdout

@@ -46,11 +46,32 @@ async def test_run_deploy_test_delete_json(azure, workfolder, tmp_path, test_ima
     assert "eyJ" not in printed                          # no JWT (Entra or registry token) either
 
 
-def test_bad_input_is_one_line_and_exit_2(azure, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(azure, tmp_path, test_image):
+    """Refused by the steps' checks before the work folder or its run state is written, in both output modes."""
     env_file = write_env(tmp_path / ".env", {**azure.settings(), "ENDPOINT_NAME": "ok-name"})
-    done = cli("run", "--env-file", str(env_file), "--workdir", str(tmp_path / "w"), "--steps", "deploy",
-               "--deployment", "no_underscores")
-    assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert any("deployment name 'no_underscores' is not valid — use 3-32 letters" in line for line in lines)
-    assert "Traceback" not in done.stderr and done.stdout == ""
+    cases = {
+        "deployment name 'no_underscores' is not valid — use 3-32 letters": ["--steps", "deploy", "--deployment",
+                                                                              "no_underscores"],
+        "invalid choice: 'aad'": ["--steps", "deploy", "--auth-mode", "aad"],        # argparse's choices
+        "traffic adds up to 110%": ["--steps", "traffic", "--traffic", "blue=100,green=10"],
+        "traffic '50=blue' is not DEPLOYMENT=PERCENT": ["--steps", "traffic", "--traffic", "50=blue"],
+        "traffic 'blue=50' for the new deployment is not a percentage": ["--steps", "deploy,traffic", "--traffic",
+                                                                          "blue=50"],
+        "the endpoint-test step needs a test image": ["--steps", "endpoint-test"],
+        "concurrency 100 is too high for an endpoint test": ["--steps", "endpoint-test", "--image", str(test_image),
+                                                              "--concurrency", "100"],
+    }
+    for expected, args in cases.items():
+        for json_mode in (False, True):
+            workdir = tmp_path / "w"
+            done = cli("run", "--env-file", str(env_file), "--workdir", str(workdir), *args,
+                       *(["--json"] if json_mode else []))
+            assert done.returncode == 2, (args, done.stderr)
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert any(expected in line for line in lines), (expected, done.stderr)
+            assert "Traceback" not in done.stderr and not workdir.exists()
+            if json_mode and "invalid choice" not in expected:
+                failed = json.loads(done.stdout)
+                assert failed["kind"] == "failed" and expected in failed["message"]
+            else:
+                assert done.stdout == ""

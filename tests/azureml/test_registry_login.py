@@ -1,6 +1,7 @@
 """Registry login without the CLI against real registries: the ACR stand-in (token exchange found from the
 /v2/ challenge), an open registry (used as it is) and an htpasswd one (refused with the fix); the
-registry-login step reading the login server from Resource Manager or taking IMAGE_REGISTRY."""
+registry-login step reading the login server from Resource Manager or taking IMAGE_REGISTRY; the push step going
+to the workspace's registry unless IMAGE_REGISTRY says otherwise."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import RunContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.azureml_steps import RegistryLogin
+from cvtriton_core.steps.image_steps import PushImage
+from cvtriton_triton.sample_models import build_classifier
 from cvtriton_standins.entra_identity import TokenIssuer
 from cvtriton_standins.registry import LocalRegistry
 
@@ -77,3 +80,22 @@ async def test_endpoints_this_tool_created_are_found_by_their_tag(azure, tmp_pat
     found = await tool_endpoints(Settings(values))
     assert [e.name for e in found] == ["ours-1"] and found[0].created_by_tool
     assert {e.name for e in adapter.endpoints()} == {"ours-1", "theirs-1"}
+
+
+async def test_push_goes_to_the_workspace_registry_unless_image_registry_is_set(azure, workfolder, tmp_path, kit):
+    work = await workfolder(build_classifier("float", tmp_path / "m" / "model.onnx").parent, "reg")
+    assert "IMAGE_REGISTRY" not in work.values
+    assert work.image.startswith(f"{azure.registry.login_server}/") and "@sha256:" in work.image
+    assert RunContext.create(work.settings(), work.folder).state.get("registry") == azure.registry.login_server
+    with LocalRegistry(tmp_path / "open") as open_registry:
+        events = await kit.collect([RegistryLogin(), PushImage()],
+                                   work.run(IMAGE_REGISTRY=f"{open_registry.host}/team"))
+        pushed = kit.result_of(events, "push").reference
+    assert pushed.startswith(f"{open_registry.host}/team/")
+
+
+async def test_push_without_a_registry_names_both_ways(tmp_path, kit):
+    events = await kit.collect([PushImage()], RunContext.create(Settings({}), tmp_path / "w"))
+    message = kit.failures(events)[0].message
+    assert "no registry to push to: IMAGE_REGISTRY is not set and no registry-login step ran" in message
+    assert "add IMAGE_REGISTRY" in message and "run registry-login before push" in message
