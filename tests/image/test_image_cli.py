@@ -24,7 +24,11 @@ def test_local_container_json_adds_the_image(tmp_path, standin_base, docker_api,
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     result = json.loads(lines[0])
-    assert set(result) == {"model", "task", "predictions", "latency_ms", "image"}
+    assert set(result) == {"model", "task", "predictions", "latency_ms", "answers", "agree", "disagreements",
+                           "load_test", "image"}
+    # the image carries the model (and the ensemble once the build context has it): one load test per path served
+    assert [a["path"] for a in result["answers"]] in (["tensor"], ["tensor", "image"])
+    assert len(result["load_test"]) == len(result["answers"]) and result["agree"]
     assert result["model"] == f"cli-{kit.session}" and result["predictions"]
     image = docker_api.inspect_image(result["image"])
     assert image["Config"]["Labels"]["io.cvtriton.model.name"] == f"cli-{kit.session}"

@@ -16,6 +16,7 @@ from cvtriton_core.adapters.docker_engine import DockerEngine
 from cvtriton_core.events import LayerProgress, LogLine
 from cvtriton_core.steps.image_steps import WORKDIR_LABEL, BuildImage, PackageImage, PushImage, RunImage
 from cvtriton_core.steps import local_target   # (TestModel imported by name would be collected by pytest)
+from cvtriton_triton.ensemble import ensemble_names
 from cvtriton_triton.model_repository import read_model_info
 from cvtriton_triton.postprocess import predictions
 from cvtriton_triton.preprocess import prepare
@@ -91,6 +92,18 @@ async def test_build_push_pull_run_infer(key, tmp_path, standin_base, registry, 
     assert [p.label for p in tested.predictions] == [p.label for p in expected]
     np.testing.assert_allclose([p.probability for p in tested.predictions], [p.probability for p in expected],
                                rtol=1e-3, atol=1e-3)
+    # the repository has the image ensemble (on by default); the test answers the ways the container serves
+    ensemble = ensemble_names(work.model_name).ensemble
+    assert (work.workdir / "model_repository" / ensemble).is_dir()
+    if any(f.startswith(f"model_repository/{ensemble}/") for f in package.files):
+        assert [a.path for a in tested.answers] == ["tensor", "image"] and not tested.disagreements
+    else:
+        assert [a.path for a in tested.answers] == ["tensor"]
+        assert f"the server does not serve the image ensemble {ensemble}" in tested.summary
+        if key == "classification":           # asked for explicitly, it is a failure, not a silent skip
+            events = await kit.collect([RunImage(), local_target.TestModel(test_image, requests=1, ensemble=True)],
+                                       work.run())
+            assert f"does not serve the image ensemble '{ensemble}'" in kit.failures(events)[0].message
     # the run ended: its container is stopped and removed
     assert not docker_api.containers(all=True, filters={"label": f"{WORKDIR_LABEL}={work.workdir}"})
     assert any(isinstance(e, LogLine) and "stopped and removed" in e.line for e in events)
