@@ -1,5 +1,6 @@
-"""What every step pane shares: access to the wizard state, starting a pipeline run through the app, and
-receiving only the events of its own latest run.
+"""What every step pane shares: access to the wizard state, starting a pipeline run through the app,
+receiving only the events of its own latest run, and the Run/Cancel buttons following the ``running``
+state (buttons with the classes ``run-button`` / ``cancel-button``).
 
 A pane holds no pipeline logic: it picks core step names and ``RunOptions`` from what the user entered,
 asks the app to run them (``WizardApp.start_run``), and renders the events that come back.
@@ -10,16 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.reactive import var
+from textual.widgets import Button, Static
 from textual.worker import Worker
 
 from cvtriton_tui.messages import PipelineEvent, RunEnded
+from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.state import STEP_TITLES, WizardState
 
 if TYPE_CHECKING:
+    from cvtriton_core.events import Event
     from cvtriton_tui.app import WizardApp
+
+# Queried by type name, so the Settings pane (the first paint) does not import the log and progress widgets.
+PROGRESS_PANELS, EVENT_LOGS = "ProgressPanel", "EventLog"
 
 
 class StepPane(VerticalScroll):
@@ -27,10 +34,17 @@ class StepPane(VerticalScroll):
 
     step_id: ClassVar[str] = ""
     intro: ClassVar[str] = ""
+    needs_to_enter: ClassVar[tuple[str, ...]] = ()   # settings the pane uses as soon as it is shown
+    needs_to_run: ClassVar[tuple[str, ...]] = ()     # settings its run reads (blocks only this step)
+    independent: ClassVar[bool] = False              # reachable without the earlier steps (uses none of them)
+
+    running: var[bool] = var(False)       # a run (or its preparation) of this pane is under way
+    available: var[bool] = var(True)      # the adapters its run needs are part of this build
 
     def __init__(self) -> None:
         super().__init__(id=self.step_id, classes="pane")
         self.run_id: int | None = None
+        self.ready = False     # mounted and set up: safe to use
         self.display = False   # the ContentSwitcher shows the current one (panes may mount after it ran)
 
     @property
@@ -41,17 +55,23 @@ class StepPane(VerticalScroll):
     def state(self) -> WizardState:
         return self.wizard.state
 
-    def heading(self) -> Static:
-        text = Text(STEP_TITLES[self.step_id], style="bold")
+    def heading(self) -> Vertical:
+        text = Text()
+        text.append(STEP_TITLES[self.step_id], style="bold")
         if self.intro:
             text.append("\n" + self.intro, style="")
-        return Static(text, classes="pane-intro")
+        note = Static("", classes="outdated-note")
+        note.display = False
+        return Vertical(Static(text), note, classes="pane-intro")
 
     def on_mount(self) -> None:
-        # Panes other than the first are mounted lazily, right after the first paint. If the app is already
+        # Panes other than the first are mounted right after the first paint. If the app is already
         # shutting down by then, their children may be gone before Mount arrives: nothing to set up.
         try:
             self.setup()
+            self.sync_buttons()
+            self.show_freshness()
+            self.ready = True
         except NoMatches:
             if self.is_attached and self.app.is_running and not self.app._exit:
                 raise
@@ -59,17 +79,47 @@ class StepPane(VerticalScroll):
     def setup(self) -> None:
         """Fill the pane once its widgets are mounted (replaces on_mount in subclasses)."""
 
+    # Run/Cancel follow the state ------------------------------------------------------------------------
+    def watch_running(self) -> None:
+        self.sync_buttons()
+
+    def watch_available(self) -> None:
+        self.sync_buttons()
+
+    def sync_buttons(self) -> None:
+        for button in self.query(".run-button").results(Button):
+            button.disabled = self.running or not self.available
+        for button in self.query(".cancel-button").results(Button):
+            button.disabled = not self.running
+
     # hooks the main screen calls ------------------------------------------------------------------------
     def entered(self) -> None:
         """The pane became the current step (refresh what depends on other steps' choices)."""
 
     def next_problem(self) -> str | None:
-        """Why the user cannot go on yet (one line), or None."""
+        """Why the user cannot go past this step yet (one line), or None."""
         return None
 
+    def show_freshness(self) -> None:
+        """Say on the pane when its result is outdated (the step list shows ↻)."""
+        notes = list(self.query(".outdated-note").results(Static))
+        if not notes:
+            return
+        outdated = freshness.shown_status(self.state, self.step_id) == freshness.OUTDATED
+        notes[0].display = outdated
+        if outdated:
+            notes[0].update(Text(f"↻ Outdated: {freshness.why_outdated(self.state, self.step_id)} — run this "
+                                 "step again (F5).", style="bold yellow"))
+
     def settings_overrides(self) -> dict[str, str]:
-        """Settings this pane's choices override for its runs (e.g. the endpoint name typed on Deploy)."""
+        """Settings this pane's choices override for its runs (e.g. the project picked on the Project step)."""
         return {}
+
+    def request_run(self) -> None:
+        """F5, the pane's Run button, Retry and Resume: run the step if nothing before it blocks it."""
+        if self.wizard.main.refuse_run(self.step_id):
+            return
+        self.run_step()
 
     def run_step(self) -> None:
         self.app.notify("This step has nothing to run — use Next (Ctrl+N).", severity="information")
@@ -80,25 +130,46 @@ class StepPane(VerticalScroll):
         if run_id is None:
             return False
         self.run_id = run_id
+        self.running = True
         return True
-
-    @property
-    def running(self) -> bool:
-        return self.run_id is not None and self.wizard.running_run_id == self.run_id
 
     def on_pipeline_event(self, message: PipelineEvent) -> None:
         if message.run_id == self.run_id:
             self.handle_event(message.event)
 
     def on_run_ended(self, message: RunEnded) -> None:
-        if message.run_id == self.run_id:
-            self.run_finished(message.ok, message.cancelled)
+        if message.run_id != self.run_id:
+            return
+        self.running = False
+        if message.cancelled:
+            self.show_cancelled(message.values)
+        self.run_finished(message.ok, message.cancelled)
+
+    def show_cancelled(self, values: dict[str, Any]) -> None:
+        """The run was cancelled (F8, or quitting): its progress rows stop and say so, and the log says
+        what, if anything, goes on without us."""
+        panels: list[Any] = list(self.query(PROGRESS_PANELS))
+        running = [name for panel in panels for name, status in panel.statuses().items() if status == "running"]
+        after = self.after_cancel(running, values)
+        for panel in panels:
+            panel.cancel_running(f"cancelled — {after}")
+        log: Any = next(iter(self.query(EVENT_LOGS)), None)
+        if log is not None:
+            log.note(f"■ cancelled — {after}", style="yellow")
+        self.wizard.record_note(f"{STEP_TITLES[self.step_id]} cancelled: {after}")
+
+    def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
+        """What is true after a cancel, for the steps ``interrupted`` mid-way (one line)."""
+        return "nothing was left running"
+
+    def quit_consequence(self) -> str:
+        """What quitting while this pane's run is under way means for that work (the quit dialog says it)."""
+        return "it stops cleanly"
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.screen.refresh_bindings()    # a pane's own worker (e.g. preparing the sample) counts as busy
-        self.wizard.report_worker_error(event)
+        self.wizard.worker_state_changed(event)   # workers report to the node that started them
 
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: "Event") -> None:
         """Render one core event of this pane's run."""
 
     def run_finished(self, ok: bool, cancelled: bool) -> None:

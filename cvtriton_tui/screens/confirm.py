@@ -1,5 +1,5 @@
-"""Yes/no questions that guard something that cannot be undone: quitting while work runs, deleting an
-endpoint. The safe answer is focused, and Escape means no."""
+"""Questions that guard something that cannot be undone: quitting while work runs or with unsaved settings,
+deleting an endpoint. The safe answer is focused, and Escape means no (or Cancel)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,40 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class ChoiceScreen(ModalScreen[str]):
+    """A question with several answers (e.g. Save / Discard / Cancel); dismisses with the chosen answer's
+    key, or "cancel" on Escape. Each answer's first letter is its key too."""
+
+    BINDINGS = [Binding("escape", "answer('cancel')", "Cancel")]
+
+    def __init__(self, title: str, question: str, answers: tuple[tuple[str, str, str], ...], *,
+                 focus: str) -> None:
+        super().__init__(classes="modal")
+        self.choice_title = title
+        self.question = question
+        self.answers = answers          # (key, label, button variant)
+        self.AUTO_FOCUS = f"#answer-{focus}"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="confirm-dialog") as dialog:
+            dialog.border_title = self.choice_title
+            yield Static(Text(self.question), id="question")
+            with Horizontal(classes="buttons"):
+                for key, label, variant in self.answers:
+                    yield Button(label, id=f"answer-{key}", variant=variant)  # type: ignore[arg-type]
+
+    def on_key(self, event) -> None:  # noqa: ANN001 - textual.events.Key
+        for key, label, _ in self.answers:
+            if event.character and event.character.lower() == label[0].lower():
+                event.stop()
+                self.dismiss(key)
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss((event.button.id or "answer-cancel").removeprefix("answer-"))
+
+    def action_answer(self, key: str) -> None:
+        self.dismiss(key)

@@ -10,13 +10,15 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
+from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
+from cvtriton_core.events import Event
 from cvtriton_core.settings import ENDPOINT_NAME
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.state import INSTANCE_TYPES, core_steps_available
 from cvtriton_tui.widgets.event_log import EventLog
+from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.timeline import Timeline
 
 # The core's deploy step is registered and runs headless (cvtriton-tui run --steps deploy); this pane does
@@ -44,7 +46,9 @@ def deploy_problems(endpoint: str, deployment: str, count: str, traffic: str) ->
 class DeployPane(StepPane):
     step_id = "deploy"
     intro = ("Creates (or updates) the Azure ML online endpoint and a Triton deployment of the pushed image, "
-             "then routes traffic to it.")
+             "then routes traffic to it. The endpoint name is the ENDPOINT_NAME setting (saved with Ctrl+S).")
+    needs_to_run = ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZURE_LOCATION",
+                    "ENDPOINT_NAME", "MODEL_NAME", "MODEL_VERSION")
 
     def compose(self) -> ComposeResult:
         s = self.state
@@ -52,7 +56,8 @@ class DeployPane(StepPane):
         yield Static(Text(UNAVAILABLE, style="yellow"), id="deploy-note", classes="unavailable")
         with Horizontal(classes="form-row"):
             yield Label("Endpoint name", classes="row-label")
-            yield Input(s.endpoint_name, placeholder="e.g. cv-triton-demo", id="endpoint-name", max_length=32)
+            yield Input(s.value("ENDPOINT_NAME"), placeholder="ENDPOINT_NAME, e.g. cv-triton-demo", id="endpoint-name",
+                        max_length=32)
         with Horizontal(classes="form-row"):
             yield Label("Deployment name", classes="row-label")
             yield Input(s.deployment_name, id="deployment-name", max_length=32)
@@ -65,15 +70,15 @@ class DeployPane(StepPane):
         with Horizontal(classes="form-row"):
             yield Label("Auth mode", classes="row-label")
             with RadioSet(id="auth-mode"):
-                yield RadioButton("key", value=s.auth_mode == "key", id="auth-key")
-                yield RadioButton("aml_token", value=s.auth_mode == "aml_token", id="auth-aml_token")
+                yield MarkedRadioButton("key", value=s.auth_mode == "key", id="auth-key")
+                yield MarkedRadioButton("aml_token", value=s.auth_mode == "aml_token", id="auth-aml_token")
         with Horizontal(classes="form-row"):
             yield Label("Traffic to it (%)", classes="row-label")
             yield Input(s.traffic, id="traffic", type="integer", max_length=3)
         yield Static("", id="deploy-errors", classes="field-error")
         with Horizontal(classes="buttons"):
-            yield Button("Deploy (F5)", id="deploy-run", variant="primary")
-            yield Button("Cancel", id="deploy-cancel", disabled=True)
+            yield Button("Deploy (F5)", id="deploy-run", variant="primary", classes="run-button")
+            yield Button("Cancel (F8)", id="deploy-cancel", classes="cancel-button")
         with Horizontal(id="deploy-bottom"):
             yield Timeline(id="timeline")
             with Vertical(id="deploy-log-box"):
@@ -83,39 +88,47 @@ class DeployPane(StepPane):
         self.entered()
 
     def entered(self) -> None:
-        available = (PANE_DRIVES_STEP and core_steps_available("deploy"))
-        self.query_one("#deploy-note").display = not available
-        self.query_one("#deploy-run", Button).disabled = not available or self.running
-        if not self.state.endpoint_name and self.state.value("ENDPOINT_NAME"):
-            self.query_one("#endpoint-name", Input).value = self.state.value("ENDPOINT_NAME")
+        self.available = PANE_DRIVES_STEP and core_steps_available("deploy")
+        self.query_one("#deploy-note").display = not self.available
+        endpoint = self.query_one("#endpoint-name", Input)
+        if endpoint.value.strip() != self.state.value("ENDPOINT_NAME"):   # edited on the Settings step
+            endpoint.value = self.state.value("ENDPOINT_NAME")
         self._validate()
 
     def _validate(self) -> dict[str, str]:
         s = self.state
-        problems = deploy_problems(s.endpoint_name, s.deployment_name, s.instance_count, s.traffic)
+        problems = deploy_problems(s.value("ENDPOINT_NAME"), s.deployment_name, s.instance_count, s.traffic)
         for field in ("endpoint-name", "deployment-name", "instance-count", "traffic"):
             self.query_one(f"#{field}", Input).set_class(field in problems, "invalid")
         self.query_one("#deploy-errors", Static).update(Text("\n".join(problems.values()), style="red"))
         return problems
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        attr = {"endpoint-name": "endpoint_name", "deployment-name": "deployment_name",
-                "instance-count": "instance_count", "traffic": "traffic"}.get(event.input.id or "")
+        if event.input.id == "endpoint-name":
+            if event.value.strip() != self.state.value("ENDPOINT_NAME"):
+                self.wizard.setting_changed("ENDPOINT_NAME", event.value.strip())
+            self._validate()
+            return
+        attr = {"deployment-name": "deployment_name", "instance-count": "instance_count",
+                "traffic": "traffic"}.get(event.input.id or "")
         if attr:
             setattr(self.state, attr, event.value.strip())
             self._validate()
+            self.wizard.choices_changed()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "instance-type" and isinstance(event.value, str):
             self.state.instance_type = event.value
+            self.wizard.choices_changed()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         if event.radio_set.id == "auth-mode" and event.pressed.id:
             self.state.auth_mode = event.pressed.id.removeprefix("auth-")
+            self.wizard.choices_changed()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "deploy-run":
-            self.run_step()
+            self.request_run()
         elif event.button.id == "deploy-cancel":
             self.wizard.action_cancel_run()
 
@@ -129,20 +142,18 @@ class DeployPane(StepPane):
             return
         self.query_one(Timeline).reset()
         self.query_one("#container-log", EventLog).clear()
-        if self.start_run(["deploy"], RunOptions(), title="Deploy"):
-            self.query_one("#deploy-run", Button).disabled = True
-            self.query_one("#deploy-cancel", Button).disabled = False
+        self.start_run(["deploy"], RunOptions(), title="Deploy")
 
-    def settings_overrides(self) -> dict[str, str]:
-        return {"ENDPOINT_NAME": self.state.endpoint_name}
-
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: Event) -> None:
         self.query_one(Timeline).apply(event)
         self.query_one("#container-log", EventLog).add_event(event)
 
-    def run_finished(self, ok: bool, cancelled: bool) -> None:
-        self.query_one("#deploy-run", Button).disabled = False
-        self.query_one("#deploy-cancel", Button).disabled = True
+    def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
+        self.query_one(Timeline).cancelled("cancelled here")
+        return "an operation Azure ML had already accepted may still complete there — check the endpoint"
+
+    def quit_consequence(self) -> str:
+        return "an operation Azure ML had already accepted may still complete there"
 
     def next_problem(self) -> str | None:
         problems = self._validate()

@@ -1,24 +1,25 @@
 """Local test: start the real Triton server on this machine with the packaged repository, stream its log,
 send the chosen image N times through tritonclient, then show predictions, the annotated image (saved as a
-PNG whose path is printed) and latency p50/p95 with a chart. The server is stopped when the run ends or is
-cancelled (the core closes it)."""
+PNG whose path is printed) and latency median/p95 with a chart, saying which server answered and at which
+precision. The server is stopped when the run ends or is cancelled (the core closes it)."""
 
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Select
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.events import Event, StepFinished
 from cvtriton_core.redact import redact
 from cvtriton_core.steps.registry import RunOptions
-from cvtriton_tui.messages import AnnotationReady
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.pickers import IMAGE_SUFFIXES, PathPicker
 from cvtriton_tui.widgets.event_log import EventLog
@@ -27,6 +28,7 @@ from cvtriton_tui.widgets.results_view import ResultsView
 
 TITLES = {"serve-local": "Start local Triton", "test": "Test with the image"}
 MAX_REQUESTS = 1000
+SOURCE = "the local Triton on this machine"
 
 
 def requests_problem(raw: str) -> str | None:
@@ -51,6 +53,18 @@ class LocalTestPane(StepPane):
     intro = ("Starts Triton here with the packaged model, sends the image through the HTTP API (binary "
              "tensors) and times every request. The server stops when the test is done.")
 
+    class AnnotationReady(Message):
+        """The test image with predictions drawn was saved as ``png``; ``pixels`` is a small RGB preview;
+        ``precision`` is what the model was served as (FP32/FP16)."""
+
+        def __init__(self, png: Path | None, pixels: list[list[tuple[int, int, int]]], precision: str,
+                     problem: str = "") -> None:
+            super().__init__()
+            self.png = png
+            self.pixels = pixels
+            self.precision = precision
+            self.problem = problem
+
     def compose(self) -> ComposeResult:
         state = self.state
         yield self.heading()
@@ -66,8 +80,8 @@ class LocalTestPane(StepPane):
             yield Input(state.requests, id="requests", type="integer", max_length=4)
         yield Label("", id="test-error", classes="field-error")
         with Horizontal(classes="buttons"):
-            yield Button("Start Triton and test (F5)", id="test-run", variant="primary")
-            yield Button("Cancel", id="test-cancel", disabled=True)
+            yield Button("Start Triton and test (F5)", id="test-run", variant="primary", classes="run-button")
+            yield Button("Cancel (F8)", id="test-cancel", classes="cancel-button")
         yield ProgressPanel(id="test-progress")
         yield ResultsView(id="results")
         yield EventLog(id="triton-log", sources=("triton",), title="Triton log")
@@ -94,10 +108,13 @@ class LocalTestPane(StepPane):
             self.state.image_path = event.value.strip()
         elif event.input.id == "requests":
             self.state.requests = event.value.strip()
+        else:
+            return
+        self.wizard.choices_changed()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "test-run":
-            self.run_step()
+            self.request_run()
         elif event.button.id == "test-cancel":
             self.wizard.action_cancel_run()
         elif event.button.id == "browse-image":
@@ -113,6 +130,9 @@ class LocalTestPane(StepPane):
         return image_problem(self.state.image_path) or requests_problem(self.state.requests)
 
     def run_step(self) -> None:
+        # what the inputs hold now (their Changed messages may still be on the way after fast typing)
+        self.state.image_path = self.query_one("#image-path", Input).value.strip()
+        self.state.requests = self.query_one("#requests", Input).value.strip()
         problem = self._problem()
         label = self.query_one("#test-error", Label)
         label.update(Text(problem or "", style="red"))
@@ -122,37 +142,62 @@ class LocalTestPane(StepPane):
         self.query_one("#triton-log", EventLog).clear()
         self.query_one(ProgressPanel).plan(list(TITLES.items()))
         options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests))
-        if self.start_run(["serve-local", "test"], options, title="Local test"):
-            self.query_one("#test-run", Button).disabled = True
-            self.query_one("#test-cancel", Button).disabled = False
+        self.start_run(["serve-local", "test"], options, title="Local test")
 
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: Event) -> None:
         self.query_one(ProgressPanel).apply(event)
         self.query_one("#triton-log", EventLog).add_event(event)
-        if event.kind == "finished" and event.step == "test":
+        if isinstance(event, StepFinished) and event.step == "test":
             self.show_result(event.result)
 
     def show_result(self, result: Any) -> None:
         self.state.results["test"] = result
-        self.query_one(ResultsView).show_result(result)
+        self.query_one(ResultsView).show_result(result, source=SOURCE)
         out = self.state.workdir / "results" / f"{Path(result.image).stem}-predictions.png"
-        self.run_worker(partial(self._annotate, result, out), group="annotate", exclusive=True, exit_on_error=False)
+        self._annotate(result, out, self.state.run_dir)
 
-    async def _annotate(self, result: Any, out: Path) -> None:
+    @work(group="annotate", exclusive=True, exit_on_error=False, description="Drawing the predictions")
+    async def _annotate(self, result: Any, out: Path, run_dir: Path) -> None:
+        precision = await asyncio.to_thread(served_precision, run_dir, result.model)
         try:
             png, pixels = await asyncio.to_thread(_draw, Path(result.image), result.predictions, out)
         except UserError as exc:
-            self.query_one(ResultsView).annotation_failed(redact(exc.one_line()))
+            self.post_message(self.AnnotationReady(None, [], precision, redact(exc.one_line())))
             return
-        self.post_message(AnnotationReady(png, pixels))
+        self.post_message(self.AnnotationReady(png, pixels, precision))
 
-    def on_annotation_ready(self, message: AnnotationReady) -> None:
-        self.query_one(ResultsView).show_annotation(message.png, message.pixels)
+    def on_local_test_pane_annotation_ready(self, message: AnnotationReady) -> None:
+        view = self.query_one(ResultsView)
+        view.show_precision(message.precision)
+        self.state.results["test-precision"] = message.precision
+        if message.png is None:
+            view.annotation_failed(message.problem)
+            return
+        view.show_annotation(message.png, message.pixels)
         self.wizard.record_note(f"annotated image saved to {message.png}")
 
-    def run_finished(self, ok: bool, cancelled: bool) -> None:
-        self.query_one("#test-run", Button).disabled = False
-        self.query_one("#test-cancel", Button).disabled = True
+    def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
+        if interrupted:      # starting it or testing with it: either way the run closed the server
+            return "the local Triton server was stopped; nothing is left running"
+        return "nothing was left running"
+
+    def quit_consequence(self) -> str:
+        return "the local Triton server is stopped"
+
+
+def served_precision(run_dir: Path, model: str) -> str:
+    """FP16 or FP32, from the model info the repository step wrote next to the served model ('' if unknown)."""
+    from cvtriton_core.run_state import RunState
+    from cvtriton_triton.model_repository import read_model_info
+
+    try:
+        repository = RunState.load(run_dir).get("repository")
+        info = read_model_info(Path(repository) / model) if repository else None
+    except UserError:
+        return ""
+    if info is None:
+        return ""
+    return "FP16 (float16 input)" if info.input_is_fp16 else f"FP32 ({info.input.dtype} input)"
 
 
 def _draw(image: Path, predictions: Any, out: Path) -> tuple[Path, list]:

@@ -8,10 +8,11 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, RadioSet, Static
 
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.pickers import MODEL_SUFFIXES, PathPicker
+from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 
 
 def model_path_problem(raw: str) -> str | None:
@@ -36,10 +37,10 @@ class ModelPane(StepPane):
         state = self.state
         yield self.heading()
         with RadioSet(id="model-choice"):
-            yield RadioButton("Sample colour classifier (generated on this machine)",
-                              value=state.model_choice == "sample", id="choice-sample")
-            yield RadioButton("My Custom Vision export (zip, folder with model.onnx + labels.txt, or .onnx)",
-                              value=state.model_choice == "path", id="choice-path")
+            yield MarkedRadioButton("Sample colour classifier (generated on this machine)",
+                                    value=state.model_choice == "sample", id="choice-sample")
+            yield MarkedRadioButton("My Custom Vision export (zip, folder with model.onnx + labels.txt, or .onnx)",
+                                    value=state.model_choice == "path", id="choice-path")
         with Horizontal(classes="path-row"):
             yield Input(state.model_path, placeholder="path to the export", id="model-path")
             yield Button("Browse…", id="browse-model")
@@ -71,11 +72,13 @@ class ModelPane(StepPane):
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.state.model_choice = "path" if event.pressed.id == "choice-path" else "sample"
         self._refresh()
+        self.wizard.choices_changed()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "model-path":
             self.state.model_path = event.value.strip()
             self._show_problem(model_path_problem(event.value) if event.value.strip() else None)
+            self.wizard.choices_changed()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "browse-model":
@@ -88,6 +91,7 @@ class ModelPane(StepPane):
             self.query_one("#model-path", Input).value = str(path)
 
     def next_problem(self) -> str | None:
+        self.state.model_path = self.query_one("#model-path", Input).value.strip()  # what it holds now
         if self.state.model_choice == "sample":
             return None
         problem = model_path_problem(self.state.model_path)

@@ -5,18 +5,18 @@ service would refuse — before anything leaves this machine (``cvtriton_core.im
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
 from cvtriton_core.adapters.customvision_types import CLASSIFICATION_TASKS, DETECTION_TASK, domain_type
-from cvtriton_tui.messages import FolderScanned
 from cvtriton_tui.screens.pickers import PathPicker
 
 TASK_OPTIONS = [("From the folder's layout (tag sub-folders or regions.csv)", ""),
@@ -32,6 +32,13 @@ class NewProjectForm(Vertical):
     NewProjectForm { height: auto; }
     NewProjectForm #preview-tags { height: auto; max-height: 10; border: round $panel; }
     """
+
+    class FolderScanned(Message):
+        """``plan`` is a ``cvtriton_core.image_folder.FolderPlan``."""
+
+        def __init__(self, plan: Any) -> None:
+            super().__init__()
+            self.plan = plan
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -61,11 +68,12 @@ class NewProjectForm(Vertical):
         yield Label("", id="scan-status")
         table: DataTable = DataTable(id="preview-tags", cursor_type="row")
         table.border_title = "Will upload"
+        table.add_columns("tag", "count")
         yield table
         yield Static("", id="preview-problems")
 
-    def on_mount(self) -> None:
-        self.query_one("#preview-tags", DataTable).add_columns("tag", "count")
+    def start(self) -> None:
+        """Called by the Project pane once mounted: preview the folder a previous session chose."""
         if self.state.new_folder:
             self.scan()
 
@@ -97,6 +105,9 @@ class NewProjectForm(Vertical):
             self.scan()
         elif event.input.id == "new-name":
             self.state.new_name = event.value.strip()
+        else:
+            return
+        self.app.choices_changed()  # type: ignore[attr-defined]
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "new-task":
@@ -105,6 +116,9 @@ class NewProjectForm(Vertical):
             self.scan()
         elif event.select.id == "new-domain" and isinstance(event.value, str):
             self.state.new_domain = event.value
+        else:
+            return
+        self.app.choices_changed()  # type: ignore[attr-defined]
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "browse-folder":
@@ -124,19 +138,19 @@ class NewProjectForm(Vertical):
             return
         self.query_one("#scan-status", Label).update(Text(f"Scanning {folder}…", style="dim"))
         self.plan = None      # the previous folder's preview must not let Next through for this one
-        self.run_worker(partial(self._scan, Path(folder).expanduser(), self.state.new_task or None), group="scan",
-                        exclusive=True, exit_on_error=False)
+        self._scan(Path(folder).expanduser(), self.state.new_task or None)
 
+    @work(group="scan", exclusive=True, exit_on_error=False, description="Scanning the image folder")
     async def _scan(self, folder: Path, task: str | None) -> None:
         from cvtriton_core.image_folder import scan_image_folder
 
         plan = await asyncio.to_thread(scan_image_folder, folder, task)
-        self.post_message(FolderScanned(plan))
+        self.post_message(self.FolderScanned(plan))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.report_worker_error(event)  # type: ignore[attr-defined]
+        self.app.worker_state_changed(event)  # type: ignore[attr-defined]  # workers report to their node
 
-    def on_folder_scanned(self, message: FolderScanned) -> None:
+    def on_new_project_form_folder_scanned(self, message: FolderScanned) -> None:
         message.stop()
         plan = message.plan
         if Path(plan.root) != Path(self.state.new_folder).expanduser():

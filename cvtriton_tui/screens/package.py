@@ -1,48 +1,62 @@
 """Package & build: import the model (checked with onnxruntime), write the Triton model repository and show
 the generated ``config.pbtxt`` syntax-highlighted; for the Azure target also build the Triton image and
-push it, streaming the build and push logs (once the Docker adapter provides those steps)."""
+push it, streaming the build and push logs (once the Docker adapter provides those steps).
+
+The config shown is always the one of the latest run: it is cleared when a run starts and stays empty when
+the run fails, so a failed import never leaves the previous model's config on screen."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-from rich.syntax import Syntax
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Static
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.events import Event, StepFinished
 from cvtriton_core.layout import sample_dir
 from cvtriton_core.steps.registry import RunOptions
-from cvtriton_tui.messages import SampleReady
+from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
 TITLES = {"import": "Import model", "repository": "Write Triton repository", "build": "Build Triton image",
           "push": "Push image"}
+NOT_WRITTEN = "Not written yet — press Package (F5)."
 
 
 class PackagePane(StepPane):
     step_id = "package"
     intro = ("Imports the model, verifies it with onnxruntime and writes the Triton model repository with an "
              "explicit config.pbtxt. For Azure, the Triton image is then built and pushed to the registry.")
+    needs_to_run = ("MODEL_NAME", "MODEL_VERSION")
+
+    class SampleReady(Message):
+        """The generated sample export (zip) and its sample images exist on disk."""
+
+        def __init__(self, export: Path, images: list[Path]) -> None:
+            super().__init__()
+            self.export = export
+            self.images = images
 
     def compose(self) -> ComposeResult:
         yield self.heading()
         yield Static("", id="package-source")
         yield Static("", id="docker-note", classes="unavailable")
         with Horizontal(classes="buttons"):
-            yield Button("Package (F5)", id="package-run", variant="primary")
-            yield Button("Cancel", id="package-cancel", disabled=True)
+            yield Button("Package (F5)", id="package-run", variant="primary", classes="run-button")
+            yield Button("Cancel (F8)", id="package-cancel", classes="cancel-button")
         yield ProgressPanel(id="package-progress")
         with Horizontal(id="package-bottom"):
             with VerticalScroll(id="config-box") as box:
                 box.border_title = "config.pbtxt"
-                yield Static(Text("Not written yet — press Package.", style="dim"), id="config-text")
+                yield Static(Text(NOT_WRITTEN, style="dim"), id="config-text")
             yield EventLog(id="package-log", title="Import, build and push log", exclude=("config.pbtxt",))
 
     def setup(self) -> None:
@@ -72,7 +86,7 @@ class PackagePane(StepPane):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "package-run":
-            self.run_step()
+            self.request_run()
         elif event.button.id == "package-cancel":
             self.wizard.action_cancel_run()
 
@@ -82,58 +96,71 @@ class PackagePane(StepPane):
             return
         self.query_one(EventLog).clear()
         self.query_one(ProgressPanel).plan([(n, TITLES[n]) for n in self.step_names()])
+        self.show_config(None, "Being written by this run…")
         if self.state.target == "local" and self.state.model_choice == "sample":
-            self.run_worker(self._sample_then_run, group="prepare", exclusive=True, exit_on_error=False)
+            self.running = True
+            self._sample_then_run()
         else:
             model = Path(self.state.model_path).expanduser() if self.state.target == "local" else None
             self._run(model)
 
+    @work(group="prepare", exclusive=True, exit_on_error=False, description="Preparing the sample model")
     async def _sample_then_run(self) -> None:
         log = self.query_one(EventLog)
         log.note("Generating the sample colour classifier export…")
         dest = sample_dir(self.state.workdir)
         try:
             export, images = await asyncio.to_thread(_build_sample, dest)
-        except UserError as exc:
-            self.wizard.show_error("Sample model", exc.one_line())
-            return
         except OSError as exc:
-            self.wizard.show_error("Sample model", f"cannot write the sample into {dest} "
-                                   f"({exc.strerror or type(exc).__name__}) — pass a writable --workdir")
-            return
+            raise UserError(f"cannot write the sample into {dest} ({exc.strerror or type(exc).__name__})",
+                            "pass a writable --workdir") from None
+        finally:
+            self.running = False
         self.state.sample_dir = dest
-        self.post_message(SampleReady(export, images))
+        self.post_message(self.SampleReady(export, images))
         self._run(export)
 
     def _run(self, model: Path | None) -> None:
-        if self.start_run(self.step_names(), RunOptions(model=model), title="Package"):
-            self.query_one("#package-run", Button).disabled = True
-            self.query_one("#package-cancel", Button).disabled = False
+        self.start_run(self.step_names(), RunOptions(model=model), title="Package")
 
-    def on_sample_ready(self, message: SampleReady) -> None:
+    def on_package_pane_sample_ready(self, message: SampleReady) -> None:
         self.query_one(EventLog).note(f"Sample export: {message.export} ({len(message.images)} test images)")
         self.wizard.sample_images = message.images
 
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: Event) -> None:
         self.query_one(ProgressPanel).apply(event)
         self.query_one(EventLog).add_event(event)
-        if event.kind == "finished" and event.step == "repository":
+        if isinstance(event, StepFinished) and event.step == "repository":
             self.show_config(event.result.config_text)
 
-    def show_config(self, text: str) -> None:
+    def show_config(self, text: str | None, instead: str = NOT_WRITTEN) -> None:
+        """Show ``text`` highlighted, or ``instead`` when there is none (a run started, or failed)."""
+        shown = self.query_one("#config-text", Static)
+        if text is None:
+            shown.update(Text(instead, style="dim"))
+            return
+        from rich.syntax import Syntax
+
         from cvtriton_tui.widgets.pbtxt import PbtxtLexer
 
-        syntax = Syntax(text, PbtxtLexer(), theme="monokai", line_numbers=True, background_color="default")
-        self.query_one("#config-text", Static).update(syntax)
+        shown.update(Syntax(text, PbtxtLexer(), theme="monokai", line_numbers=True, background_color="default"))
 
     def run_finished(self, ok: bool, cancelled: bool) -> None:
-        self.query_one("#package-run", Button).disabled = False
-        self.query_one("#package-cancel", Button).disabled = True
         if ok:
             self.app.notify("Model packaged. Next: Local test (Ctrl+N).")
+        elif self.state.status.get("package") != "done":
+            self.show_config(None, "No config.pbtxt: the last Package run " + (
+                "was cancelled" if cancelled else "failed") + " — press Package (F5) again.")
+
+    def quit_consequence(self) -> str:
+        return "the model repository is written again on the next Package run"
 
     def next_problem(self) -> str | None:
-        if self.state.status.get("package") != "done":
+        status = freshness.shown_status(self.state, "package")
+        if status == freshness.OUTDATED:
+            return (f"the packaged model is outdated ({freshness.why_outdated(self.state, 'package')}) — press "
+                    "Package (F5) again")
+        if status != "done":
             return "the model is not packaged yet — press Package (F5) first"
         return None
 

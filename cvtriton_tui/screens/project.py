@@ -4,20 +4,19 @@ project from an image folder. Listing runs in workers through the Custom Vision 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
+from textual.message import Message
+from textual.widgets import Button, DataTable, Input, RadioSet, Static
 
-from cvtriton_core.errors import UserError
-from cvtriton_core.redact import redact
-from cvtriton_tui.messages import IterationsLoaded, ProjectsLoaded
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.new_project import NewProjectForm
 from cvtriton_tui.screens.state import customvision_available
+from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 
 UNAVAILABLE = ("Custom Vision adapter not available in this build yet: projects cannot be listed or created. "
                "The Local target works without it.")
@@ -40,6 +39,19 @@ def matches(project: Any, text: str) -> bool:
 class ProjectPane(StepPane):
     step_id = "project"
     intro = "Pick a project and an iteration to export, or create a new project from a folder of images."
+    needs_to_enter = ("VISION_TRAINING_ENDPOINT", "VISION_TRAINING_KEY")   # it lists the projects at once
+
+    class ProjectsLoaded(Message):
+        def __init__(self, projects: list[Any], domains: list[Any]) -> None:
+            super().__init__()
+            self.projects = projects
+            self.domains = domains
+
+    class IterationsLoaded(Message):
+        def __init__(self, project_id: str, iterations: list[Any]) -> None:
+            super().__init__()
+            self.project_id = project_id
+            self.iterations = iterations
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,25 +64,25 @@ class ProjectPane(StepPane):
         yield self.heading()
         yield Static(Text(UNAVAILABLE, style="yellow"), id="cv-note", classes="unavailable")
         with RadioSet(id="project-mode"):
-            yield RadioButton("Use an existing project", value=not s.new_project, id="mode-existing")
-            yield RadioButton("New project from an image folder", value=s.new_project, id="mode-new")
+            yield MarkedRadioButton("Use an existing project", value=not s.new_project, id="mode-existing")
+            yield MarkedRadioButton("New project from an image folder", value=s.new_project, id="mode-new")
         with Vertical(id="existing-box"):
             with Horizontal(classes="form-row"):
                 yield Input(s.project_filter, placeholder="filter by name, task or domain", id="project-filter")
                 yield Button("Refresh", id="refresh-projects")
             projects: DataTable = DataTable(id="projects", cursor_type="row", zebra_stripes=True)
             projects.border_title = "Projects"
+            projects.add_columns("name", "task", "domain", "exportable", "created")
             yield projects
             iterations: DataTable = DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
             iterations.border_title = "Iterations"
+            iterations.add_columns("iteration", "status", "published", "precision", "recall", "mAP", "trained")
             yield iterations
         yield NewProjectForm(id="new-box")
         yield Static("", id="project-choice")
 
     def setup(self) -> None:
-        self.query_one("#projects", DataTable).add_columns("name", "task", "domain", "exportable", "created")
-        self.query_one("#iterations", DataTable).add_columns("iteration", "status", "published", "precision",
-                                                              "recall", "mAP", "trained")
+        self.query_one(NewProjectForm).start()
         available = customvision_available()
         self.query_one("#cv-note").display = not available
         self._mode()
@@ -88,33 +100,27 @@ class ProjectPane(StepPane):
         if event.radio_set.id == "project-mode":
             self.state.new_project = event.pressed.id == "mode-new"
             self._mode()
+            self.wizard.choices_changed()
 
     # listing ----------------------------------------------------------------------------------------------
     def load_projects(self) -> None:
         self.query_one("#projects", DataTable).loading = True
-        self.run_worker(self._load_projects, group="cv-projects", exclusive=True, exit_on_error=False)
+        self.wizard.flush_edits()
+        self._load_projects()
 
+    @work(group="cv-projects", exclusive=True, exit_on_error=False, description="Listing Custom Vision projects")
     async def _load_projects(self) -> None:
         from cvtriton_core.adapters.customvision import CustomVisionService
 
         try:
-            service = CustomVisionService.from_settings(self.state.effective_settings())
-            async with service:
+            async with CustomVisionService.from_settings(self.state.effective_settings()) as service:
                 domains = await service.list_domains()
                 projects = await service.list_projects()
-        except UserError as exc:
+        finally:    # a failure opens the error modal (the app's worker handler); the table must not spin on
             self.query_one("#projects", DataTable).loading = False
-            self.wizard.show_error("Cannot list Custom Vision projects", exc.one_line())
-            return
-        except Exception as exc:  # never a crash: the modal carries what went wrong
-            self.query_one("#projects", DataTable).loading = False
-            self.wizard.show_error("Cannot list Custom Vision projects",
-                                   f"unexpected {type(exc).__name__}: {redact(str(exc))[:200]} — check the "
-                                   "settings and try Refresh")
-            return
-        self.post_message(ProjectsLoaded(projects, domains))
+        self.post_message(self.ProjectsLoaded(projects, domains))
 
-    def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+    def on_project_pane_projects_loaded(self, message: ProjectsLoaded) -> None:
         self.loaded = True
         self.projects = message.projects
         if self.state.project is None:      # start on the project the settings name (by id, else by name)
@@ -157,37 +163,33 @@ class ProjectPane(StepPane):
                 self.state.project = project
                 self.state.iteration = None
                 self.load_iterations(project)
+                self.wizard.choices_changed()
             self._summary()
         elif event.data_table.id == "iterations":
-            self.state.iteration = next((i for i in self.iterations if i.id == key), None)
+            iteration = next((i for i in self.iterations if i.id == key), None)
+            if iteration != self.state.iteration:
+                self.state.iteration = iteration
+                self.wizard.choices_changed()
             self._summary()
 
     def load_iterations(self, project: Any) -> None:
         table = self.query_one("#iterations", DataTable)
         table.border_title = f"Iterations of {project.name}"
         table.loading = True
-        self.run_worker(partial(self._load_iterations, project.id), group="cv-iterations", exclusive=True,
-                        exit_on_error=False)
+        self._load_iterations(project.id)
 
+    @work(group="cv-iterations", exclusive=True, exit_on_error=False, description="Listing iterations")
     async def _load_iterations(self, project_id: str) -> None:
         from cvtriton_core.adapters.customvision import CustomVisionService
 
         try:
             async with CustomVisionService.from_settings(self.state.effective_settings()) as service:
                 iterations = await service.list_iterations(project_id)
-        except UserError as exc:
+        finally:    # a failure opens the error modal; the table must not spin on
             self.query_one("#iterations", DataTable).loading = False
-            self.wizard.show_error("Cannot list iterations", exc.one_line())
-            return
-        except Exception as exc:  # never a crash, nor a table left loading forever
-            self.query_one("#iterations", DataTable).loading = False
-            self.wizard.show_error("Cannot list iterations",
-                                   f"unexpected {type(exc).__name__}: {redact(str(exc))[:200]} — check the "
-                                   "settings and pick the project again")
-            return
-        self.post_message(IterationsLoaded(project_id, iterations))
+        self.post_message(self.IterationsLoaded(project_id, iterations))
 
-    def on_iterations_loaded(self, message: IterationsLoaded) -> None:
+    def on_project_pane_iterations_loaded(self, message: IterationsLoaded) -> None:
         table = self.query_one("#iterations", DataTable)
         table.loading = False
         if self.state.project is None or message.project_id != self.state.project.id:

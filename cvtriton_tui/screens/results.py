@@ -18,17 +18,19 @@ from cvtriton_tui.widgets.results_view import ResultsView
 PANE_DRIVES_STEP = False
 UNAVAILABLE = ("Azure ML adapter not available yet: testing the endpoint needs it. The Local test step "
                "shows these results for the same model served by Triton on this machine.")
+LOCAL_SOURCE = "the local Triton on this machine (Local test step), not the endpoint"
 
 
 class ResultsPane(StepPane):
     step_id = "results"
     intro = "Predictions from the deployed endpoint on your test image, the boxes drawn, and its latency."
+    needs_to_run = ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "ENDPOINT_NAME")
 
     def compose(self) -> ComposeResult:
         yield self.heading()
         yield Static(Text(UNAVAILABLE, style="yellow"), id="results-note", classes="unavailable")
         with Horizontal(classes="buttons"):
-            yield Button("Test endpoint (F5)", id="endpoint-test-run", variant="primary")
+            yield Button("Test endpoint (F5)", id="endpoint-test-run", variant="primary", classes="run-button")
             yield Button("Show the local test's results", id="show-local")
         yield ResultsView(id="endpoint-results")
 
@@ -36,16 +38,16 @@ class ResultsPane(StepPane):
         self.entered()
 
     def entered(self) -> None:
-        available = (PANE_DRIVES_STEP and core_steps_available("endpoint-test"))
-        self.query_one("#results-note").display = not available
-        self.query_one("#endpoint-test-run", Button).disabled = not available
+        self.available = PANE_DRIVES_STEP and core_steps_available("endpoint-test")
+        self.query_one("#results-note").display = not self.available
         self.query_one("#show-local", Button).disabled = "test" not in self.state.results
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "endpoint-test-run":
-            self.run_step()
+            self.request_run()
         elif event.button.id == "show-local" and "test" in self.state.results:
-            self.query_one(ResultsView).show_result(self.state.results["test"])
+            self.query_one(ResultsView).show_result(self.state.results["test"], source=LOCAL_SOURCE,
+                                                    precision=self.state.results.get("test-precision", ""))
             self.app.notify("Showing the local Triton test; the annotated image is on the Local test step.")
 
     def run_step(self) -> None:

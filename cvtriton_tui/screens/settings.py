@@ -1,28 +1,37 @@
 """Step 1 — Settings: every variable of the ``.env`` file grouped by service, validated as you type, secrets
 masked (Ctrl+R reveals), saved back atomically with a backup, a connection check per service, and the
-choice of target: Azure (the whole pipeline) or Local (a local Triton on an exported or the sample model)."""
+choice of target: Azure (the whole pipeline) or Local (a local Triton on an exported or the sample model).
+
+What the inputs hold is the truth: the unsaved edits are read from the inputs whenever they are used (save,
+quit, a run starting), not only from their ``Input.Changed`` messages, which can still be on their way when
+a key binding such as Ctrl+S runs (see ``sync_edits``). An invalid value is shown and warned about on save;
+it blocks only the steps that read it (``StepPane.needs_to_run``)."""
 
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from itertools import groupby
+from typing import Any, Iterator
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static, Switch
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, RadioSet, Static, Switch
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.redact import redact
-from cvtriton_core.settings import VARIABLES, Settings, save_env
-from cvtriton_tui.messages import ConnectionChecked, TargetChanged
+from cvtriton_core.settings import BY_NAME, VARIABLES, Settings, save_env
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.state import customvision_available
-from cvtriton_tui.widgets.setting_field import SettingField
+from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
+from cvtriton_tui.widgets.setting_field import SettingField, field_problem
 
 SERVICE_OF_GROUP = {"Azure ML": "azureml", "Custom Vision resource": "customvision", "Triton": "triton"}
 SERVICE_TITLES = {"azureml": "Azure ML", "customvision": "Custom Vision", "triton": "local Triton"}
+GROUPS = [(group, tuple(variables)) for group, variables in groupby(VARIABLES, key=lambda v: v.group)]
 
 
 class SettingsPane(StepPane):
@@ -30,36 +39,77 @@ class SettingsPane(StepPane):
     intro = ("Values are read from the settings file shown below; * marks what the chosen target needs. "
              "Changes are used at once and written to the file when you save (Ctrl+S), keeping a .bak copy.")
 
+    class ConnectionChecked(Message):
+        """The result of a per-service connection check (``text`` is one redacted line)."""
+
+        def __init__(self, service: str, ok: bool, text: str, values: tuple[str, ...]) -> None:
+            super().__init__()
+            self.service = service
+            self.ok = ok
+            self.text = text
+            self.values = values      # what the service's settings held when the check started
+
+    class TargetChanged(Message):
+        """The user switched between the Azure and the Local target: the list of steps changes."""
+
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self.target = target
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._complete = asyncio.Event()
+        self._completing = False
+
     def compose(self) -> ComposeResult:
-        state = self.state
         yield self.heading()
+        yield Vertical(id="settings-body")       # filled right after the first paint (see ``complete``)
+
+    def _body(self) -> Iterator[Widget]:
+        state = self.state
         yield Static("", id="env-file")
-        with RadioSet(id="target", compact=True):
-            yield RadioButton("Azure — Custom Vision project → Triton on an Azure ML endpoint",
-                              value=state.target == "azure", id="target-azure")
-            yield RadioButton("Local — serve an exported model (or the sample) in Triton on this machine; no Azure",
-                              value=state.target == "local", id="target-local")
-        with Horizontal(id="reveal-row"):
-            yield Switch(value=state.reveal_secrets, id="reveal")
-            yield Label("Show secrets (Ctrl+R)", id="reveal-label")
-        for group, variables in groupby(VARIABLES, key=lambda v: v.group):
-            service = SERVICE_OF_GROUP.get(group)
-            with Horizontal(classes="group-head"):
-                yield Label(Text(group, style="bold"), classes="group-title")
-                if service:
-                    yield Button(f"Check {SERVICE_TITLES[service]}", id=f"check-{service}", compact=True)
-            if service:
-                yield Label("", id=f"status-{service}", classes="check-status")
-            for var in variables:
-                yield SettingField(var, state.value(var.name), target=state.target, reveal=state.reveal_secrets)
-        with Horizontal(classes="buttons"):
-            yield Button("Save (Ctrl+S)", id="save", variant="primary")
-            yield Button("Reload from file", id="reload")
+        yield RadioSet(
+            MarkedRadioButton("Azure — Custom Vision project → Triton on an Azure ML endpoint",
+                              value=state.target == "azure", id="target-azure"),
+            MarkedRadioButton("Local — serve an exported model (or the sample) in Triton on this machine; no Azure",
+                              value=state.target == "local", id="target-local"),
+            id="target", compact=True)
+        yield Horizontal(Switch(value=state.reveal_secrets, id="reveal"), Label("Show secrets (Ctrl+R)", id="reveal-label"),
+                         id="reveal-row")
+        for group, variables in GROUPS:
+            yield from self._group(group, variables)
+        yield Horizontal(Button("Save (Ctrl+S)", id="save", variant="primary"), Button("Reload from file", id="reload"),
+                         classes="buttons")
+
+    def _group(self, group: str, variables: tuple[Any, ...]) -> Iterator[Widget]:
+        state = self.state
+        service = SERVICE_OF_GROUP.get(group)
+        check = [Button(f"Check {SERVICE_TITLES[service]}", id=f"check-{service}", compact=True)] if service else []
+        yield Horizontal(Label(Text(group, style="bold"), classes="group-title"), *check, classes="group-head")
+        if service:
+            yield Label("", id=f"status-{service}", classes="check-status")
+        for var in variables:
+            yield SettingField(var, state.value(var.name), target=state.target, reveal=state.reveal_secrets)
 
     def setup(self) -> None:
-        self._show_file()
-        for field in self.query(SettingField):
-            field.validate_value()
+        self.call_after_refresh(self.complete)
+
+    async def complete(self) -> None:
+        """Build the step's body: the file, the target, every settings group (once; callers wait until it is
+        in). The first paint shows the wizard with this step's heading; its ~100 widgets — 19 inputs — come
+        one frame later: building them first made the wizard's first paint twice as slow as a bare Textual
+        app's, and nothing can be typed in that time anyway."""
+        if self._completing:
+            await self._complete.wait()
+            return
+        self._completing = True
+        try:
+            await self.query_one("#settings-body", Vertical).mount_all(list(self._body()))
+            self._show_file()
+            for field in self.query(SettingField):
+                field.validate_value()
+        finally:
+            self._complete.set()
 
     def _show_file(self) -> None:
         text = Text(f"Settings file: {self.state.env_file}")
@@ -76,14 +126,42 @@ class SettingsPane(StepPane):
         field = next((a for a in event.input.ancestors if isinstance(a, SettingField)), None)
         if field is None:
             return
-        name = field.var.name
-        value = event.value.strip()
-        if value == self.state.settings.raw(name):
-            self.state.edits.pop(name, None)
-        else:
-            self.state.edits[name] = value
+        self._take(field)
         field.validate_value()
         self._show_file()
+        service = SERVICE_OF_GROUP.get(field.var.group)
+        if service:
+            self._clear_check(service)
+        self.wizard.choices_changed()
+
+    def _take(self, field: SettingField) -> None:
+        self.state.set_value(field.var.name, field.value)
+
+    def sync_edits(self) -> None:
+        """Read every input into the unsaved edits. Keys reach an Input before the Input.Changed messages
+        they cause reach this pane, so a binding (Ctrl+S, Ctrl+Q) pressed right after a burst of typing can
+        run before the last keystroke's message arrives: whoever uses the edits calls this first."""
+        for field in self.query(SettingField):
+            self._take(field)
+
+    def problem_for(self, names: tuple[str, ...]) -> str | None:
+        """The first problem (missing for the target, or invalid) among the settings ``names``."""
+        self.sync_edits()
+        for name in names:
+            problem = field_problem(BY_NAME[name], self.state.value(name), self.state.target)
+            if problem:
+                self._focus_name = name
+                return problem
+        return None
+
+    def focus_problem(self) -> None:
+        """Put the cursor into the field the last ``problem_for`` named."""
+        name = getattr(self, "_focus_name", "")
+        for field in self.query(SettingField):
+            if field.var.name == name:
+                field.validate_value()
+                field.query_one(Input).focus()
+                field.scroll_visible()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.apply_target("azure" if event.pressed.id == "target-azure" else "local")
@@ -95,7 +173,8 @@ class SettingsPane(StepPane):
         for field in self.query(SettingField):
             field.set_target(target)
             field.validate_value()
-        self.post_message(TargetChanged(target))
+        self.post_message(self.TargetChanged(target))
+        self.wizard.choices_changed()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         if event.switch.id == "reveal":
@@ -108,16 +187,8 @@ class SettingsPane(StepPane):
         switch.value = not switch.value
 
     def select_target(self, target: str) -> None:
-        self.query_one(f"#target-{target}", RadioButton).value = True
+        self.query_one(f"#target-{target}", MarkedRadioButton).value = True
         self.apply_target(target)
-
-    def next_problem(self) -> str | None:
-        for field in self.query(SettingField):
-            problem = field.validate_value()
-            if problem:
-                field.query_one(Input).focus()
-                return problem
-        return None
 
     # buttons ------------------------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -130,60 +201,92 @@ class SettingsPane(StepPane):
             self.check(button.removeprefix("check-"))
 
     def action_save(self) -> None:
+        self.sync_edits()
         if not self.state.edits:
             self.app.notify("Nothing to save: the settings file already holds these values.")
             return
-        self.run_worker(partial(self._save, dict(self.state.edits)), group="save", exclusive=True, exit_on_error=False)
+        self._save(dict(self.state.edits))
 
-    async def _save(self, changes: dict[str, str]) -> None:
+    def invalid_edits(self, changes: dict[str, str]) -> list[str]:
+        """One line per changed value that is not valid (a value being empty is not a problem here)."""
+        return [problem for name, value in changes.items() if value
+                and (problem := field_problem(BY_NAME[name], value, self.state.target))]
+
+    @work(group="save", exclusive=True, exit_on_error=False, description="Saving settings")
+    async def _save(self, changes: dict[str, str]) -> bool:
         path = self.state.env_file
         try:
             backup = await asyncio.to_thread(save_env, path, changes)
             self.state.settings = await asyncio.to_thread(Settings.load, path)
-        except (OSError, UserError) as exc:
-            message = exc.one_line() if isinstance(exc, UserError) else \
-                f"cannot write {path} ({exc.strerror or type(exc).__name__}) — check the folder is writable"
-            self.wizard.show_error("Settings not saved", message)
-            return
+        except OSError as exc:
+            raise UserError(f"cannot write {path} ({exc.strerror or type(exc).__name__})",
+                            "check the folder is writable") from None
         for name, value in changes.items():
             if self.state.edits.get(name) == value:
                 self.state.edits.pop(name)
         self._show_file()
         note = f" (previous file kept as {backup.name})" if backup else ""
         self.app.notify(f"Saved {len(changes)} setting(s) to {path.name}{note}.")
+        invalid = self.invalid_edits(changes)
+        if invalid:
+            self.app.notify("\n".join(invalid) + "\nSteps that read it stay blocked until it is fixed.",
+                            title="Saved, but not valid", severity="warning", timeout=12)
+        self.wizard.choices_changed()
+        return True
 
     def reload(self) -> None:
         """Read the file again, dropping unsaved edits (the Reload button)."""
         if self.wizard.reload_settings(keep_edits=False):
             self.app.notify("Settings reloaded from the file; unsaved changes dropped.")
 
-    def show_values(self) -> None:
-        """Show the state's values (saved file + unsaved edits) in every field, e.g. after a step saved IDs."""
+    def show_values(self, names: tuple[str, ...] | None = None) -> None:
+        """Show the state's values (saved file + unsaved edits) in the fields (``names``, default all), e.g.
+        after a step saved IDs or another step edited a setting (the export flavour, the endpoint name)."""
         for field in self.query(SettingField):
+            if names is not None and field.var.name not in names:
+                continue
             widget = field.query_one(Input)
-            if widget.value != self.state.value(field.var.name):
+            if widget.value.strip() != self.state.value(field.var.name):
                 widget.value = self.state.value(field.var.name)
+            field.validate_value()
         self._show_file()
 
     # connection checks --------------------------------------------------------------------------------
+    def _service_values(self, service: str) -> tuple[str, ...]:
+        return tuple(self.state.value(v.name) for v in VARIABLES if SERVICE_OF_GROUP.get(v.group) == service)
+
     def check(self, service: str) -> None:
         status = self.query_one(f"#status-{service}", Label)
         status.add_class("shown")
         status.update(Text(f"checking {SERVICE_TITLES[service]}…", style="dim"))
-        self.run_worker(partial(self._check, service), group=f"check-{service}", exclusive=True, exit_on_error=False)
+        self.sync_edits()
+        self._check(service, self._service_values(service))
 
-    async def _check(self, service: str) -> None:
+    def _clear_check(self, service: str) -> None:
+        """A value the check used was edited: its result no longer says anything about the new value."""
+        status = self.query_one(f"#status-{service}", Label)
+        if status.has_class("shown"):
+            status.remove_class("shown")
+            status.update("")
+
+    def _check(self, service: str, values: tuple[str, ...]) -> None:
+        self.run_worker(self._check_service(service, values), group=f"check-{service}", exclusive=True,
+                        exit_on_error=False, description=f"{SERVICE_TITLES[service].capitalize()} check")
+
+    async def _check_service(self, service: str, values: tuple[str, ...]) -> None:
         try:
             text, ok = await _check_service(service, self.state.effective_settings()), True
         except UserError as exc:
             text, ok = exc.one_line(), False
-        except Exception as exc:  # a service check must never crash the wizard
-            text, ok = f"unexpected {type(exc).__name__}: {str(exc)[:200]} — see the logs", False
-        self.post_message(ConnectionChecked(service, ok, redact(text)))
+        self.post_message(self.ConnectionChecked(service, ok, redact(text), values))
 
-    def on_connection_checked(self, message: ConnectionChecked) -> None:
+    def on_settings_pane_connection_checked(self, message: ConnectionChecked) -> None:
+        if message.values != self._service_values(message.service):
+            return          # edited while the check ran: the result is about values no longer there
         mark, style = ("✔ ", "green") if message.ok else ("✖ ", "red")
-        self.query_one(f"#status-{message.service}", Label).update(Text(mark + message.text, style=style))
+        status = self.query_one(f"#status-{message.service}", Label)
+        status.add_class("shown")
+        status.update(Text(mark + message.text, style=style))
         self.wizard.record_note(f"check {message.service}: {'ok' if message.ok else 'failed'}: {message.text}")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from cvtriton_core.errors import UserError
 from cvtriton_core.layout import local_run_dir
 from cvtriton_core.run_state import FILENAME, RunState
+from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.resume import ResumePrompt
 from cvtriton_tui.screens.state import CORE_STEP_PANE, STEP_TITLES
 
@@ -30,8 +31,7 @@ def load_run_state(app: "WizardApp", target: str) -> RunState | None:
         return None
 
 
-def statuses(run: RunState) -> dict[str, str]:
-    """Each wizard step's status: the status of its most recently touched core step."""
+def _latest(run: RunState) -> dict[str, tuple[float, str]]:
     latest: dict[str, tuple[float, str]] = {}
     for name, info in run.steps.items():
         pane = CORE_STEP_PANE.get(name)
@@ -40,7 +40,20 @@ def statuses(run: RunState) -> dict[str, str]:
         at = float(info.get("at") or 0)
         if pane not in latest or at >= latest[pane][0]:
             latest[pane] = (at, STATUS_FROM_RUN.get(info.get("status", ""), ""))
-    return {pane: status for pane, (_, status) in latest.items() if status}
+    return latest
+
+
+def statuses(run: RunState) -> dict[str, str]:
+    """Each wizard step's status: the status of its most recently touched core step."""
+    return {pane: status for pane, (_, status) in _latest(run).items() if status}
+
+
+def stale_steps(run: RunState) -> set[str]:
+    """Wizard steps whose result predates a later run of a step they depend on (e.g. Local test done, then
+    Package run again — from the headless command, or a wizard that was killed)."""
+    latest = _latest(run)
+    return {pane for pane, (at, _) in latest.items()
+            if any(latest.get(up, (0.0, ""))[0] > at for up in freshness.UPSTREAM.get(pane, ()))}
 
 
 def endpoints_left_running(run: RunState) -> list[str]:
@@ -55,10 +68,10 @@ def endpoints_left_running(run: RunState) -> list[str]:
 def check_run_state(app: "WizardApp") -> None:
     state = app.state
     runs = {target: load_run_state(app, target) for target in ("azure", "local")}
-    current = runs.get(state.target)
-    if current is not None:
-        for step, status in statuses(current).items():
-            app._set_status(step, status)
+    for target, run in runs.items():
+        if run is not None:
+            freshness.restore(state, target, statuses(run), stale_steps(run))
+    app.steps_changed()
     azure = runs.get("azure")
     if azure is not None:
         left = endpoints_left_running(azure)
@@ -90,10 +103,10 @@ def _answer(app: "WizardApp", answer: str | None, target: str, run: Any, unfinis
     app.record_note(f"resuming {', '.join(unfinished)} on {pane}")
 
     def go() -> None:
-        if not app.main.query(f"#{pane}"):     # panes after the first mount lazily: try again after a refresh
+        if not app.main.has_pane(pane):     # panes after the first are mounted after it: try again
             app.call_after_refresh(go)
             return
-        app.main.show(pane)
-        app.main.pane(pane).run_step()
+        if app.main.go(pane):               # the same rule as Next: what it needs must be done
+            app.main.pane(pane).request_run()
 
     app.call_after_refresh(go)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvtriton_core.adapters.customvision_types import DEFAULT_EXPORT_FLAVOR, canonical_flavor
 from cvtriton_core.layout import local_run_dir
-from cvtriton_core.settings import Settings
+from cvtriton_core.settings import BY_NAME, Settings
+from cvtriton_tui.screens.freshness import StepRecords
 
 LOCAL_STEPS: tuple[str, ...] = ("settings", "model", "package", "local-test")
 AZURE_STEPS: tuple[str, ...] = ("settings", "project", "train", "package", "local-test", "deploy", "results", "cleanup")
@@ -69,19 +69,17 @@ class WizardState:
     new_name: str = ""
     new_task: str = ""
     new_domain: str = ""
-    export_flavor: str = ""
     # local test
     image_path: str = ""
     requests: str = "20"
-    # deploy
-    endpoint_name: str = ""
+    # deploy (the endpoint name is the ENDPOINT_NAME setting)
     deployment_name: str = "blue"
     instance_type: str = "Standard_DS3_v2"
     instance_count: str = "1"
     auth_mode: str = "key"
     traffic: str = "100"
-    # progress
-    status: dict[str, str] = field(default_factory=dict)   # wizard step -> running|done|failed|cancelled
+    # progress, per target: wizard step -> running|done|failed|cancelled, and what each run started with
+    records: StepRecords = field(default_factory=StepRecords)
     results: dict[str, Any] = field(default_factory=dict)  # core step -> its typed result
 
     @classmethod
@@ -89,9 +87,12 @@ class WizardState:
         settings = Settings.load(env_file)
         target = "azure" if settings.get("VISION_TRAINING_ENDPOINT") and not settings.problems("azure") else "local"
         return cls(env_file=Path(env_file), workdir=Path(workdir), settings=settings, target=target,
-                   endpoint_name=settings.get("ENDPOINT_NAME") or "",
-                   new_name=settings.get("VISION_PROJECT_NAME") or "",
-                   export_flavor=canonical_flavor(settings.get("VISION_EXPORT_FLAVOR")) or DEFAULT_EXPORT_FLAVOR)
+                   new_name=settings.get("VISION_PROJECT_NAME") or "")
+
+    @property
+    def status(self) -> dict[str, str]:
+        """The current target's step statuses (each target keeps its own)."""
+        return self.records.statuses(self.target)
 
     def effective_settings(self) -> Settings:
         """Saved settings with the wizard's unsaved edits on top: what a run started now uses."""
@@ -101,6 +102,15 @@ class WizardState:
         if name in self.edits:
             return self.edits[name]
         return self.settings.raw(name)  # the raw value, defaults are shown as placeholders
+
+    def set_value(self, name: str, value: str) -> None:
+        """A setting changed in the wizard (typed on Settings, or picked on a step that edits it): an unsaved
+        edit unless it is what the file already says (an unset variable already means its default)."""
+        saved = self.settings.raw(name)
+        if value == saved or (not saved and value == BY_NAME[name].default):
+            self.edits.pop(name, None)
+        else:
+            self.edits[name] = value
 
     @property
     def steps(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Label, Select, Static
@@ -16,8 +17,10 @@ from textual.widgets import Button, Label, Select, Static
 from cvtriton_core.adapters.customvision_types import (DEFAULT_EXPORT_FLAVOR, ONNX_FLAVOR_NOTES, ONNX_FLAVORS,
                                                        canonical_flavor)
 from cvtriton_core.errors import UserError
+from cvtriton_core.events import Event
 from cvtriton_core.settings import save_env
 from cvtriton_core.steps.registry import RunOptions
+from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.state import core_steps_available, customvision_available
 from cvtriton_tui.widgets.event_log import EventLog
@@ -28,6 +31,16 @@ TITLES = {"project": "Create or find project", "upload": "Upload images", "train
 FLAVORS = [(f"{f} — {ONNX_FLAVOR_NOTES[f]}", f) for f in sorted(ONNX_FLAVORS, key=lambda f: f != DEFAULT_EXPORT_FLAVOR)]
 UNAVAILABLE = "Custom Vision adapter not available in this build yet: training and export need it."
 PUBLISH_NEEDS = ("VISION_PUBLISH_ITERATION_NAME", "VISION_PREDICTION_RESOURCE_ID")
+FLAVOR = "VISION_EXPORT_FLAVOR"     # the flavour picker edits this setting (saved with Ctrl+S)
+# What goes on at Custom Vision after a cancel, for the step that was interrupted (``{iteration}`` is the
+# training the run state records; the next run waits for it instead of starting another).
+AFTER_CANCEL = {
+    "train": "Custom Vision keeps training iteration {iteration}; Run (F5) re-attaches to it instead of starting "
+             "another",
+    "upload": "the images sent so far stay in the project; Run (F5) sends only the rest",
+    "export": "an export Custom Vision already started finishes there; Run (F5) downloads it without asking "
+              "for another",
+}
 
 
 def can_publish(state: Any) -> bool:
@@ -49,6 +62,8 @@ class TrainPane(StepPane):
     step_id = "train"
     intro = ("Trains (when needed), publishes, and exports the iteration as an ONNX model, then downloads the "
              "export. Finished steps are not repeated when you run again.")
+    needs_to_run = ("VISION_TRAINING_ENDPOINT", "VISION_TRAINING_KEY", FLAVOR, "VISION_PROJECT_TASK",
+                    *PUBLISH_NEEDS)
 
     def compose(self) -> ComposeResult:
         yield self.heading()
@@ -58,22 +73,25 @@ class TrainPane(StepPane):
             yield Label("Export flavor", classes="row-label")
             yield Select(FLAVORS, value=self._flavor(), allow_blank=False, id="export-flavor")
         with Horizontal(classes="buttons"):
-            yield Button("Run (F5)", id="train-run", variant="primary")
-            yield Button("Cancel", id="train-cancel", disabled=True)
+            yield Button("Run (F5)", id="train-run", variant="primary", classes="run-button")
+            yield Button("Cancel (F8)", id="train-cancel", classes="cancel-button")
         yield ProgressPanel(id="train-progress")
         yield EventLog(id="train-log", title="Custom Vision log")
 
     def _flavor(self) -> str:
-        return canonical_flavor(self.state.export_flavor) or DEFAULT_EXPORT_FLAVOR
+        """The VISION_EXPORT_FLAVOR setting as the picker can show it (any letter case; an invalid value shows
+        the default — the Settings step names the problem and Run refuses it)."""
+        return canonical_flavor(self.state.value(FLAVOR)) or DEFAULT_EXPORT_FLAVOR
 
     def setup(self) -> None:
-        self.state.export_flavor = self._flavor()
         self.entered()
 
     def entered(self) -> None:
-        available = customvision_available() and core_steps_available(*TITLES)
-        self.query_one("#train-note").display = not available
-        self.query_one("#train-run", Button).disabled = not available or self.running
+        self.available = customvision_available() and core_steps_available(*TITLES)
+        self.query_one("#train-note").display = not self.available
+        select = self.query_one("#export-flavor", Select)
+        if select.value != self._flavor():
+            select.value = self._flavor()      # the setting may have been edited on the Settings step
         steps = plan_steps(self.state)
         s = self.state
         if s.new_project:
@@ -91,18 +109,18 @@ class TrainPane(StepPane):
             panel.plan([(n, TITLES[n]) for n in steps])
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "export-flavor" and isinstance(event.value, str):
-            self.state.export_flavor = event.value
+        if event.select.id == "export-flavor" and isinstance(event.value, str) and event.value != self._flavor():
+            self.wizard.setting_changed(FLAVOR, event.value)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "train-run":
-            self.run_step()
+            self.request_run()
         elif event.button.id == "train-cancel":
             self.wizard.action_cancel_run()
 
     def settings_overrides(self) -> dict[str, str]:
         s = self.state
-        values = {"VISION_EXPORT_FLAVOR": s.export_flavor}
+        values: dict[str, str] = {}
         if s.new_project:
             values.update(VISION_PROJECT_NAME=s.new_name, VISION_PROJECT_ID="", VISION_ITERATION_ID="")
             if s.new_task:
@@ -122,17 +140,24 @@ class TrainPane(StepPane):
         new = self.state.new_project
         options = RunOptions(images=Path(self.state.new_folder).expanduser() if new else None,
                              domain=(self.state.new_domain or None) if new else None)
-        if self.start_run(steps, options, title="Train & export"):
-            self.query_one("#train-run", Button).disabled = True
-            self.query_one("#train-cancel", Button).disabled = False
+        self.start_run(steps, options, title="Train & export")
 
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: Event) -> None:
         self.query_one(ProgressPanel).apply(event)
         self.query_one(EventLog).add_event(event)
 
+    def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
+        for step in interrupted:
+            if step == "train" and not values.get("training_iteration"):
+                return "no training had been started; nothing goes on at Custom Vision"
+            if step in AFTER_CANCEL:
+                return AFTER_CANCEL[step].format(iteration=values.get("training_iteration"))
+        return "nothing goes on at Custom Vision"
+
+    def quit_consequence(self) -> str:
+        return "work already handed to Custom Vision (a training, an export) goes on there and Run re-attaches to it"
+
     def run_finished(self, ok: bool, cancelled: bool) -> None:
-        self.query_one("#train-run", Button).disabled = False
-        self.query_one("#train-cancel", Button).disabled = True
         if not ok:
             self.wizard.reload_settings()   # the steps write IDs back into the file as they go
             return
@@ -141,20 +166,25 @@ class TrainPane(StepPane):
         saved = self.state.settings
         chosen = {k: v for k, v in self.settings_overrides().items()
                   if k in ("VISION_PROJECT_ID", "VISION_ITERATION_ID") and v and saved.raw(k) != v}
-        self.run_worker(self._persist(chosen), group="save", exit_on_error=False)
+        self._persist(chosen)
 
+    @work(group="save", exit_on_error=False, description="Saving the project and iteration IDs")
     async def _persist(self, chosen: dict[str, str]) -> None:
-        if chosen:
-            try:
+        try:
+            if chosen:
                 await asyncio.to_thread(save_env, self.state.env_file, chosen)
-            except (OSError, UserError) as exc:
-                message = exc.one_line() if isinstance(exc, UserError) else \
-                    f"cannot write {self.state.env_file} ({type(exc).__name__}) — check the folder is writable"
-                self.wizard.show_error("Project and iteration IDs not saved", message)
-        self.wizard.reload_settings()
+        except OSError as exc:
+            raise UserError(f"cannot write {self.state.env_file} ({exc.strerror or type(exc).__name__})",
+                            "check the folder is writable") from None
+        finally:
+            self.wizard.reload_settings()
         self.app.notify("Model exported. Next: Package & build (Ctrl+N).")
 
     def next_problem(self) -> str | None:
-        if self.state.status.get("train") != "done":
+        status = freshness.shown_status(self.state, "train")
+        if status == freshness.OUTDATED:
+            return (f"the exported model is outdated ({freshness.why_outdated(self.state, 'train')}) — press "
+                    "Run (F5) again")
+        if status != "done":
             return "the model is not exported yet — press Run (F5) first"
         return None

@@ -1,42 +1,52 @@
 """A live log of pipeline events: server and build output as it arrives, step starts and ends.
 
-Lines are written as ``rich.text.Text`` (never markup), so a log line holding ``[brackets]`` shows as is.
-Progress lines that may be replaced are not written here (the progress panel shows them) — only the ones a
-step marks as worth keeping, so the log stays readable during a long upload.
+Each event becomes one line through the core's single formatter (``cvtriton_core.event_text.describe_event``),
+the same text the headless printer and the saved session log use; this widget only maps its tone to a style.
+Lines are ``rich.text.Text`` (never markup), so a log line holding ``[brackets]`` shows as is. Replaceable
+progress lines are not written here (the progress panel shows them).
+
+Lines wrap at the log's real width and are wrapped again when it changes (RichLog alone wraps at least at
+its ``min_width`` of 78 columns, so a narrower pane scrolled sideways, and it never re-wraps).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
-LEVEL_STYLES = {"warning": "yellow", "error": "bold red"}
+from cvtriton_core.event_text import EventText, describe_event
+from cvtriton_core.events import Event, LogLine
+
+TONE_STYLES = {"heading": "bold", "ok": "green", "warning": "yellow", "error": "bold red", "cancelled": "yellow",
+               "info": ""}
+MAX_LINES = 5000
+# What Triton prints at start on a machine without a usable GPU (pinned memory, the CUDA memory pool and
+# the CUDA driver helper all need one); the models still load and run on the CPU.
+CPU_ONLY_MARKERS = ("CudaDriverHelper has not been initialized", "pinned_memory_manager.cc",
+                    "cuda_memory_manager.cc", "CUDA driver version is insufficient", "no CUDA-capable device")
+CPU_ONLY_NOTE = ("(no usable GPU on this machine: Triton's CUDA start-up warnings are hidden — it serves the "
+                 "model on the CPU)")
 
 
-def describe(event: Any) -> Text | None:
-    """One line of text for a core event, or None when the event belongs elsewhere (replaceable progress)."""
-    kind = getattr(event, "kind", "")
-    if kind == "log":
-        text = Text()
-        text.append(f"[{event.source or event.step}] ", style="dim")
-        text.append(event.line, style=LEVEL_STYLES.get(event.level, ""))
-        return text
-    if kind == "started":
-        return Text(f"==> {event.title}", style="bold")
-    if kind == "progress":
-        return None if event.can_replace else Text(f"    {event.message}")
-    if kind == "finished":
-        note = " (already done)" if event.skipped else ""
-        return Text(f"✔ {event.step}: {event.summary}{note}", style="green")
-    if kind == "failed":
-        return Text(f"✖ {event.step}: {event.message}", style="yellow" if event.cancelled else "bold red")
-    return None
+def styled(line: EventText) -> Text:
+    text = Text()
+    if line.prefix:
+        text.append(line.prefix, style="dim")
+    text.append(line.text, style=TONE_STYLES.get(line.tone, ""))
+    return text
+
+
+def is_cpu_only_warning(event: Event) -> bool:
+    return isinstance(event, LogLine) and event.source == "triton" and any(m in event.line for m in CPU_ONLY_MARKERS)
 
 
 class EventLog(RichLog):
-    """RichLog fed with core events; ``sources`` keeps only some log sources (e.g. "triton"), ``exclude`` drops some."""
+    """RichLog fed with core events; ``sources`` keeps only some log sources (e.g. "triton"), ``exclude``
+    drops some."""
 
     DEFAULT_CSS = """
     EventLog { height: 1fr; min-height: 5; border: round $panel; }
@@ -44,19 +54,46 @@ class EventLog(RichLog):
 
     def __init__(self, *, sources: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (), title: str = "Log",
                  **kwargs: Any) -> None:
-        super().__init__(max_lines=5000, wrap=True, markup=False, highlight=False, **kwargs)
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, min_width=1, **kwargs)
         self.sources = sources
         self.exclude = exclude
         self.border_title = title
+        self.texts: deque[Text] = deque(maxlen=MAX_LINES)    # what was written, to wrap again on resize
+        self._wrapped_at = 0
+        self._cpu_noted = False
 
-    def add_event(self, event: Any) -> None:
-        if getattr(event, "kind", "") == "log" and (
+    def add_event(self, event: Event) -> None:
+        if isinstance(event, LogLine) and (
                 (self.sources is not None and event.source not in self.sources) or event.source in self.exclude):
             return
-        line = describe(event)
+        if is_cpu_only_warning(event):
+            if not self._cpu_noted:
+                self._cpu_noted = True
+                self.note(CPU_ONLY_NOTE)
+            return
+        line = describe_event(event, with_replaceable_progress=False)
         if line is not None:
-            self.write(line)
+            self._add(styled(line))
 
     def note(self, text: str, style: str = "dim") -> None:
         """A line from the wizard itself (e.g. what a step will do), styled apart from service output."""
-        self.write(Text(text, style=style))
+        self._add(Text(text, style=style))
+
+    def _add(self, text: Text) -> None:
+        self.texts.append(text)
+        self.write(text)
+
+    def clear(self) -> "EventLog":
+        self.texts.clear()
+        self._cpu_noted = False
+        super().clear()
+        return self
+
+    def on_resize(self, event: Resize) -> None:
+        width = event.size.width
+        if self._size_known and self._wrapped_at and width != self._wrapped_at:
+            super().clear()
+            for text in self.texts:
+                self.write(text)
+        if width:
+            self._wrapped_at = width

@@ -1,8 +1,11 @@
-"""Latency over N requests: p50 / p95 / min / max in one line and a bar per request below.
+"""Latency over N requests: median / p95 / min / max in one line and bars in request order below.
 
-Percentiles use the nearest-rank method on the measured latencies, so p95 of 20 requests is a request that
-really happened, not an interpolation. Bars start at zero (not at the minimum, as a sparkline would), so a
-steady server looks steady and one slow request stands out; requests slower than p95 are highlighted.
+The median is the run's own figure (``TestResult.latency_ms``, the one the progress row and the headless
+JSON report), so the screen never shows two medians for one run. p95 uses the nearest-rank method, so it
+is a request that really happened, not an interpolation. Bars start at zero (not at the minimum, as a
+sparkline would), so a steady server looks steady and one slow request stands out; requests slower than
+p95 are highlighted. With more requests than columns, consecutive requests share a bar (its height is
+their slowest) and the subtitle says how many.
 """
 
 from __future__ import annotations
@@ -31,19 +34,32 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def latency_summary(values: Sequence[float]) -> str:
+def latency_summary(values: Sequence[float], median: float) -> str:
     if not values:
         return "no requests timed yet"
-    return (f"p50 {percentile(values, 50):.1f} ms · p95 {percentile(values, 95):.1f} ms · "
+    return (f"median {median:.1f} ms · p95 {percentile(values, 95):.1f} ms · "
             f"min {min(values):.1f} · max {max(values):.1f} · n={len(values)}")
+
+
+def bucket_size(count: int, width: int) -> int:
+    """How many consecutive requests share one bar when ``count`` requests get ``width`` columns."""
+    return max(1, math.ceil(count / max(1, width)))
 
 
 def bucket(values: Sequence[float], width: int) -> list[float]:
     """At most ``width`` bars: consecutive requests share a bar (its height is their slowest)."""
-    if len(values) <= width:
+    size = bucket_size(len(values), width)
+    if size == 1:
         return list(values)
-    size = math.ceil(len(values) / width)
     return [max(values[i:i + size]) for i in range(0, len(values), size)]
+
+
+def bars_subtitle(count: int, width: int) -> str:
+    if not count:
+        return ""
+    size = bucket_size(count, width)
+    what = "one bar per request" if size == 1 else f"one bar per {size} requests (their slowest)"
+    return f"{what}, in order, from 0 ms; yellow: slower than p95"
 
 
 class Bars:
@@ -94,13 +110,24 @@ class LatencyChart(Vertical):
         super().__init__(**kwargs)
         self.border_title = "Latency"
         self.values: tuple[float, ...] = ()
+        self.median = 0.0
 
     def compose(self) -> ComposeResult:
-        yield Label(latency_summary(()), id="latency-summary")
+        yield Label(latency_summary((), 0.0), id="latency-summary")
         yield LatencyBars(id="latency-bars")
 
-    def show(self, values: Sequence[float]) -> None:
+    def show(self, values: Sequence[float], median: float) -> None:
+        """``values`` in request order; ``median`` is the run's median (``TestResult.latency_ms``)."""
         self.values = tuple(values)
-        self.query_one("#latency-summary", Label).update(latency_summary(self.values))
+        self.median = median
+        self.query_one("#latency-summary", Label).update(latency_summary(self.values, median))
         self.query_one(LatencyBars).show(self.values)
-        self.border_subtitle = "one bar per request, from 0 ms; yellow: slower than p95" if values else ""
+        self._subtitle()
+        self.call_after_refresh(self._subtitle)     # once laid out, with the width the bars really get
+
+    def on_resize(self) -> None:
+        self._subtitle()
+
+    def _subtitle(self) -> None:
+        width = self.query_one(LatencyBars).size.width     # what Bars buckets to
+        self.border_subtitle = bars_subtitle(len(self.values), width) if width else ""

@@ -14,6 +14,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar
 
+from cvtriton_core.events import Event, Progress, StepFailed, StepFinished, StepStarted
+
 ICONS = {"pending": "○", "running": "●", "done": "✔", "skipped": "✔", "failed": "✖", "cancelled": "■"}
 
 
@@ -50,8 +52,11 @@ class StepRow(Vertical):
 
     def on_mount(self) -> None:
         early, self._early = self._early or [], None
-        for event in early:
-            self.apply(event)
+        for item in early:
+            if isinstance(item, tuple):
+                self.stop(*item)
+            else:
+                self.apply(item)
 
     def set_status(self, status: str) -> None:
         self.remove_class(self.status)
@@ -67,35 +72,45 @@ class StepRow(Vertical):
             text += f" · ETA {format_duration(self.eta_s)}"
         self.query_one(".step-timing", Label).update(text)
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: Event) -> None:
         if self._early is not None:
             self._early.append(event)
             return
         bar = self.query_one(ProgressBar)
         message = self.query_one(".step-message", Label)
-        kind = event.kind
-        if kind == "started":
-            self.set_status("running")
-            self.started_at = event.at
-            self.eta_s = None
-            bar.update(total=None, progress=0)
-            message.update("")
-        elif kind == "progress":
-            if event.fraction is not None:
-                bar.update(total=100, progress=event.fraction * 100)
-            self.eta_s = event.eta_s
-            if event.message:
-                message.update(event.message)
-            self.tick()
-        elif kind == "finished":
-            self.set_status("skipped" if event.skipped else "done")
-            bar.update(total=100, progress=100)
-            message.update(("already done — " if event.skipped else "") + event.summary)
-            self.query_one(".step-timing", Label).update(format_duration(event.elapsed_s))
-        elif kind == "failed":
-            self.set_status("cancelled" if event.cancelled else "failed")
-            bar.update(total=100, progress=bar.progress or 0)
-            message.update(event.message)
+        match event:
+            case StepStarted():
+                self.set_status("running")
+                self.started_at = event.at
+                self.eta_s = None
+                bar.update(total=None, progress=0)
+                message.update("")
+            case Progress():
+                if event.fraction is not None:
+                    bar.update(total=100, progress=event.fraction * 100)
+                self.eta_s = event.eta_s
+                if event.message:
+                    message.update(event.message)
+                self.tick()
+            case StepFinished():
+                self.set_status("skipped" if event.skipped else "done")
+                bar.update(total=100, progress=100)
+                message.update(("already done — " if event.skipped else "") + event.summary)
+                self.query_one(".step-timing", Label).update(format_duration(event.elapsed_s))
+            case StepFailed():
+                self.stop("cancelled" if event.cancelled else "failed", event.message)
+
+    def stop(self, status: str, text: str) -> None:
+        """End a running row: the bar stops (no more animation), the clock stops, ``text`` says why."""
+        if self._early is not None:      # not mounted yet: stop once it is
+            self._early.append((status, text))
+            return
+        bar = self.query_one(ProgressBar)
+        self.set_status(status)
+        bar.update(total=100, progress=bar.progress or 0)
+        if self.started_at is not None:
+            self.query_one(".step-timing", Label).update(format_duration(time.time() - self.started_at))
+        self.query_one(".step-message", Label).update(text)
 
 
 class ProgressPanel(Vertical):
@@ -106,9 +121,10 @@ class ProgressPanel(Vertical):
     ProgressPanel .step-row { height: auto; }
     ProgressPanel .step-line { height: 1; }
     ProgressPanel .step-icon { width: 2; }
-    ProgressPanel .step-title { width: 28; }
-    ProgressPanel .step-bar { width: 40; }
-    ProgressPanel .step-timing { width: 1fr; color: $text-muted; }
+    ProgressPanel .step-title { width: auto; min-width: 12; max-width: 28; margin-right: 1;
+                                text-wrap: nowrap; text-overflow: ellipsis; }
+    ProgressPanel .step-bar { width: 1fr; max-width: 40; }
+    ProgressPanel .step-timing { width: 16; color: $text-muted; }
     ProgressPanel .step-message { width: 1fr; height: auto; max-height: 3; padding-left: 2; color: $text-muted; }
     ProgressPanel .pending .step-message { display: none; }
     ProgressPanel .running .step-icon { color: $accent; }
@@ -139,9 +155,20 @@ class ProgressPanel(Vertical):
     def row(self, name: str) -> StepRow | None:
         return self.rows.get(name)
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: Event) -> None:
         row = self.row(event.step)
         if row is None:
-            row = self.rows[event.step] = StepRow(event.step, getattr(event, "title", "") or event.step)
+            title = event.title if isinstance(event, StepStarted) and event.title else event.step
+            row = self.rows[event.step] = StepRow(event.step, title)
             self.mount(row)
         row.apply(event)
+
+    def cancel_running(self, text: str) -> list[str]:
+        """The run was cancelled: every running row stops and says ``text``; returns their step names."""
+        stopped = [name for name, row in self.rows.items() if row.status == "running"]
+        for name in stopped:
+            self.rows[name].stop("cancelled", text)
+        return stopped
+
+    def statuses(self) -> dict[str, str]:
+        return {name: row.status for name, row in self.rows.items()}

@@ -1,5 +1,6 @@
-"""Test results: predictions in a table, the annotated image (in the terminal, and the saved PNG's path),
-and latency p50/p95 over the timed requests with a chart. Fed by a ``TestResult`` from the core."""
+"""Test results: where they came from (which server, which precision), predictions in a table, the
+annotated image (in the terminal, and the saved PNG's path), and latency median/p95 over the timed requests
+with a chart. Fed by a ``TestResult`` from the core."""
 
 from __future__ import annotations
 
@@ -29,12 +30,16 @@ class ResultsView(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.result: Any = None
+        self.source = ""
+        self.precision = ""
 
     def compose(self) -> ComposeResult:
         yield Label("No test run yet.", id="results-summary")
+        yield Label("", id="results-source")
         with Horizontal(id="results-top"):
             table: DataTable = DataTable(id="predictions", cursor_type="row", zebra_stripes=True)
             table.border_title = "Predictions"
+            table.add_columns("#", "label", "probability", "box l, t, w, h")
             yield table
             with Vertical(id="preview-box") as box:
                 box.border_title = "Image"
@@ -42,13 +47,13 @@ class ResultsView(Vertical):
         yield Label("", id="annotated-path")
         yield LatencyChart(id="latency")
 
-    def on_mount(self) -> None:
-        table = self.query_one("#predictions", DataTable)
-        table.add_columns("#", "label", "probability", "box l, t, w, h")
-
-    def show_result(self, result: Any) -> None:
-        """Fill the table and the chart from a ``cvtriton_core.steps.local_target.TestResult``."""
+    def show_result(self, result: Any, *, source: str, precision: str = "") -> None:
+        """Fill the table and the chart from a ``cvtriton_core.steps.local_target.TestResult``; ``source``
+        says which server answered (e.g. "the local Triton on this machine"), ``precision`` what it served
+        (FP32/FP16; it can follow with ``show_precision`` once read)."""
         self.result = result
+        self.source = source
+        self.show_precision(precision)
         table = self.query_one("#predictions", DataTable)
         table.clear()
         for i, p in enumerate(result.predictions[:MAX_ROWS], start=1):
@@ -60,9 +65,14 @@ class ResultsView(Vertical):
         self.query_one("#results-summary", Label).update(
             f"{result.model} · {result.task} · {Path(result.image).name}: {best} · "
             f"{len(result.predictions)} prediction(s)")
-        self.query_one("#latency", LatencyChart).show(result.latencies_ms or (result.latency_ms,))
+        self.query_one("#latency", LatencyChart).show(result.latencies_ms or (result.latency_ms,), result.latency_ms)
         self.query_one("#annotated-path", Label).update("drawing predictions…")
         self.query_one("#preview", ImagePreview).clear("drawing…")
+
+    def show_precision(self, precision: str) -> None:
+        self.precision = precision
+        text = f"Served by {self.source}" + (f" · {precision}" if precision else "")
+        self.query_one("#results-source", Label).update(text if self.source else "")
 
     def show_annotation(self, png: Path, pixels: Pixels) -> None:
         self.query_one("#annotated-path", Label).update(f"Annotated image saved to {png}")

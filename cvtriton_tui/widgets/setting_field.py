@@ -12,10 +12,11 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Input, Label
 
 from cvtriton_core.redact import mask
+from cvtriton_tui.widgets.compact import CompactInput
 
 
 def field_problem(var: Any, value: str, target: str) -> str | None:
@@ -32,13 +33,15 @@ def field_problem(var: Any, value: str, target: str) -> str | None:
     return None
 
 
-class SettingField(Vertical):
+class SettingField(Widget):
+    """Name and input side by side, the problem below: one grid of two widgets, plus the problem's line once
+    there is one (19 of these are on the first screen the wizard paints, so each one is kept small)."""
+
     DEFAULT_CSS = """
-    SettingField { height: auto; }
-    SettingField > Horizontal { height: auto; }
-    SettingField .field-name { width: 34; padding: 0 1 0 0; }
+    SettingField { height: auto; layout: grid; grid-size: 2; grid-columns: 34 1fr; grid-rows: auto; }
+    SettingField .field-name { width: 100%; padding: 0 1 0 0; }
     SettingField Input { width: 1fr; }
-    SettingField .field-error { padding-left: 34; width: 1fr; height: auto; display: none; }
+    SettingField .field-error { column-span: 2; padding-left: 34; width: 1fr; height: auto; display: none; }
     SettingField.invalid .field-error { display: block; }
     SettingField.invalid Input { background: $error 25%; }
     """
@@ -51,12 +54,13 @@ class SettingField(Vertical):
         self.reveal = reveal
 
     def compose(self) -> ComposeResult:
-        with Horizontal():
-            yield Label(self._name_text(), classes="field-name")
-            placeholder = f"{self.var.help}" + (f" (default {self.var.default})" if self.var.default else "")
-            yield Input(self.initial, placeholder=placeholder, password=self.var.secret and not self.reveal,
-                        id=f"input-{self.var.name}", tooltip=self.var.help, compact=True)
-        yield Label("", classes="field-error")
+        yield Label(self._name_text(), classes="field-name")
+        placeholder = f"{self.var.help}" + (f" (default {self.var.default})" if self.var.default else "")
+        yield CompactInput(self.initial, placeholder=placeholder, password=self.var.secret and not self.reveal,
+                           id=f"input-{self.var.name}", tooltip=self.var.help)
+        problem = field_problem(self.var, self.initial.strip(), self.target)
+        if problem:
+            yield Label(Text(problem, style="red"), classes="field-error")
 
     def _name_text(self) -> Text:
         text = Text(self.var.name)
@@ -82,5 +86,9 @@ class SettingField(Vertical):
     def validate_value(self) -> str | None:
         problem = field_problem(self.var, self.value, self.target)
         self.set_class(problem is not None, "invalid")
-        self.query_one(".field-error", Label).update(Text(problem or "", style="red"))
+        shown = list(self.query(".field-error").results(Label))
+        if shown:
+            shown[0].update(Text(problem or "", style="red"))
+        elif problem:
+            self.mount(Label(Text(problem, style="red"), classes="field-error"))
         return problem

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from cvtriton_core.events import Event, Progress, StepFailed, StepFinished, StepStarted
 from cvtriton_tui.widgets.progress_panel import format_duration
 
 
@@ -38,18 +39,22 @@ class Timeline(Static):
         self.entries.append((icon, text, style))
         self._render_entries()
 
-    def apply(self, event: Any) -> None:
-        kind = event.kind
-        if kind == "started":
-            self.started = self.started or event.at
-            self._add("●", event.title, "bold", event.at)
-        elif kind == "progress" and event.message:
-            self._add("│", event.message, "", event.at)
-        elif kind == "finished":
-            self._add("✔", event.summary or f"{event.step} done", "green", event.at)
-        elif kind == "failed":
-            self._add("■" if event.cancelled else "✖", event.message, "yellow" if event.cancelled else "red",
-                      event.at)
+    def apply(self, event: Event) -> None:
+        match event:
+            case StepStarted():
+                self.started = self.started or event.at
+                self._add("●", event.title, "bold", event.at)
+            case Progress(message=message) if message:
+                self._add("│", message, "", event.at)
+            case StepFinished():
+                self._add("✔", event.summary or f"{event.step} done", "green", event.at)
+            case StepFailed(cancelled=True):
+                self._add("■", event.message, "yellow", event.at)
+            case StepFailed():
+                self._add("✖", event.message, "red", event.at)
+
+    def cancelled(self, text: str) -> None:
+        self._add("■", text, "yellow")
 
     def _render_entries(self) -> None:
         if not self.entries:

@@ -51,6 +51,13 @@ async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0, 
         await pilot.pause(0.05)
 
 
+async def started(pilot) -> None:
+    """Let the wizard finish building itself: the first paint shows the frame and the first step's heading;
+    the Settings fields and the other steps' panes are built right after it."""
+    await wait_for(pilot, lambda: pilot.app.main.has_pane("cleanup"), 20, "the wizard to be built")
+    await pilot.pause()
+
+
 def tritonservers_for(workdir: Path) -> list[int]:
     """PIDs of tritonserver processes whose command line mentions ``workdir`` (ours, not a neighbour's)."""
     marker = str(workdir.resolve())

@@ -14,7 +14,7 @@ from textual.widgets import Button, DataTable, Input, RadioButton, Static
 from cvtriton_standins.customvision_emulator import CustomVisionEmulator
 from cvtriton_tui.app import WizardApp
 
-from .conftest import SIZE, TRAINING_KEY, env_text, tritonservers_for, wait_for
+from .conftest import SIZE, TRAINING_KEY, env_text, started, tritonservers_for, wait_for
 
 AZURE = dict(AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000001", AZUREML_RESOURCE_GROUP="rg-test",
              AZUREML_WORKSPACE="ws-test", AZURE_LOCATION="westeurope", VISION_PROJECT_NAME="shapes",
@@ -51,7 +51,7 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert app.state.target == "azure" and len(app.state.steps) == 8
         await goto_next(pilot, app, "project")
         pane = app.main.pane("project")
@@ -128,7 +128,11 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
         deploy.query_one("#endpoint-name", Input).value = "cv-triton-ok"
         await pilot.click(deploy.query_one("#auth-aml_token", RadioButton))
         await goto_next(pilot, app, "results")
-        assert app.state.auth_mode == "aml_token" and app.state.endpoint_name == "cv-triton-ok"
+        assert app.state.auth_mode == "aml_token"
+        # the endpoint name typed on Deploy is the ENDPOINT_NAME setting: one value, shown on Settings too
+        assert app.state.value("ENDPOINT_NAME") == "cv-triton-ok"
+        settings_field = app.main.pane("settings").query_one("#input-ENDPOINT_NAME", Input)
+        assert settings_field.value == "cv-triton-ok" and app.state.edits["ENDPOINT_NAME"] == "cv-triton-ok"
         results = app.main.pane("results")
         assert results.query_one("#results-note").display
         await pilot.click(results.query_one("#show-local", Button))
@@ -159,7 +163,7 @@ async def test_new_project_from_folder_previews_then_uploads_trains_exports(
     good = make_folder(Path("colours"), {"red": (220, 20, 20), "green": (20, 200, 20)}, 5)
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await goto_next(pilot, app, "project")
         pane = app.main.pane("project")
         await wait_for(pilot, lambda: pane.loaded, 30, "the project list")
@@ -193,5 +197,6 @@ async def test_new_project_from_folder_previews_then_uploads_trains_exports(
         saved = azure_env.read_text()
         assert "VISION_PROJECT_ID=" in saved and "VISION_ITERATION_ID=" in saved
         settings_field = app.main.pane("settings").query_one("#input-VISION_ITERATION_ID", Input)
-        assert settings_field.value and settings_field.value in saved    # the Settings step shows what was saved
+        await wait_for(pilot, lambda: bool(settings_field.value), 10, "the saved IDs on the Settings step")
+        assert settings_field.value in saved                             # the Settings step shows what was saved
         assert not app.state.edits

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Button, Collapsible, Input, RadioButton
+from textual.widgets import Button, Input, RadioButton
 
 from cvtriton_core.run_state import RunState
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.error_modal import ErrorModal
 from cvtriton_tui.screens.resume import ResumePrompt
 
-from .conftest import SIZE, env_text, wait_for
+from .conftest import SIZE, env_text, started, wait_for
 
 
 async def test_a_failing_step_opens_the_error_modal(local_env: Path) -> None:
     Path("broken.zip").write_bytes(b"this is not a zip archive")
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.goto("model")
         await wait_for(pilot, lambda: app.state.current == "model", 5, "the Model step")
         model = app.main.pane("model")
@@ -35,8 +35,8 @@ async def test_a_failing_step_opens_the_error_modal(local_env: Path) -> None:
         cause = str(modal.query_one("#error-cause").render())
         fix = str(modal.query_one("#error-fix").render())
         assert "broken.zip" in cause and fix and fix != "see the details below"
-        details = modal.query_one("#error-details", Collapsible)
-        assert details.collapsed and "Traceback" in modal.details
+        # An expected error (bad input the user can fix) carries no Python traceback, so no details section.
+        assert "Traceback" not in modal.details and not modal.query("#error-details")
         assert modal.query("#retry")
         await pilot.press("r")                                  # Retry runs the step again: same failure
         await wait_for(pilot, lambda: sum("(Package)" in line for line in app.session_log) == 2, 10, "a retry")
@@ -97,7 +97,7 @@ async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path) -> No
     state.mark("deploy", "done", "deployed")
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
+        await started(pilot)
         assert app.state.results["endpoints_left"] == ["cv-triton-old"]
         app.action_switch_target()
         app.goto("cleanup")
@@ -108,7 +108,7 @@ async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path) -> No
 async def test_palette_jumps_to_a_step_and_saves_the_logs(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"step 3")
@@ -129,7 +129,7 @@ async def test_an_unwritable_work_folder_is_an_error_modal_not_silence(local_env
     Path("work").write_text("a file where the work folder should be")
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.goto("package")
         await wait_for(pilot, lambda: app.state.current == "package", 5, "the Package step")
         await pilot.press("f5")                       # generates the sample model into work/sample first
@@ -142,12 +142,13 @@ async def test_an_unwritable_work_folder_is_an_error_modal_not_silence(local_env
 async def test_a_worker_dying_of_an_unexpected_error_is_shown(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
 
         async def broken() -> None:
             raise RuntimeError("disk on fire\nsecond line")
 
-        app.main.pane("settings").run_worker(broken, group="save", exit_on_error=False)
+        app.main.pane("settings").run_worker(broken, group="save", exit_on_error=False,
+                                             description="Saving settings")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 5, "the error modal")
         modal = app.screen
         assert modal.error_title == "Saving settings failed"

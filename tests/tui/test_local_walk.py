@@ -17,14 +17,14 @@ from cvtriton_tui.widgets.progress_panel import ProgressPanel
 from cvtriton_tui.widgets.results_view import ResultsView
 from textual.widgets import DataTable, Input, Static
 
-from .conftest import SIZE, tritonservers_for, wait_for
+from .conftest import SIZE, started, tritonservers_for, wait_for
 
 
 async def test_local_walk_packages_serves_and_tests_the_sample(local_env: Path) -> None:
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert app.state.target == "local" and app.state.steps == ("settings", "model", "package", "local-test")
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: app.state.current == "model", what="the Model step")
@@ -73,6 +73,13 @@ async def test_local_walk_packages_serves_and_tests_the_sample(local_env: Path) 
         await wait_for(pilot, lambda: "saved to" in str(pane.query_one("#annotated-path").render()), 20,
                        "the saved path on screen")
         assert str(png) in str(pane.query_one("#annotated-path").render())
+        # where the result came from and at which precision (the sample model takes float32)
+        source = str(pane.query_one("#results-source").render())
+        assert source == "Served by the local Triton on this machine · FP32 (float32 input)"
+        summary = str(pane.query_one("#latency-summary").render())
+        assert f"median {result.latency_ms:.1f} ms" in summary      # the same figure as the progress row
+        assert f"({result.latency_ms:.1f} ms median)" in str(
+            pane.query_one(ProgressPanel).rows["test"].query_one(".step-message").render())
         with Image.open(png) as drawn, Image.open(red) as original:
             assert drawn.format == "PNG" and drawn.size == original.size
         assert pane.query_one(ResultsView).query_one("#preview").pixels
@@ -88,7 +95,7 @@ async def test_quit_while_triton_runs_asks_then_stops_it(local_env: Path) -> Non
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         app.goto("package")
         await wait_for(pilot, lambda: app.state.current == "package", what="the Package step")
         await pilot.press("f5")

@@ -15,7 +15,7 @@ from cvtriton_standins.customvision_emulator import CustomVisionEmulator
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.error_modal import ErrorModal
 
-from .conftest import PREDICTION_KEY, SIZE, TEST_SECRETS, TRAINING_KEY, env_text, wait_for
+from .conftest import PREDICTION_KEY, SIZE, TEST_SECRETS, TRAINING_KEY, env_text, started, wait_for
 
 SNAPSHOTS = Path(__file__).parent / "__snapshots__"
 
@@ -50,12 +50,11 @@ async def test_a_failure_quoting_a_key_is_masked_everywhere(in_tmp: Path, emulat
     workdir = Path("work")
     app = WizardApp(Path(".env"), workdir)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("ctrl+r", "ctrl+r")                   # reveal, then mask again
-        app.goto("train")                                       # no project picked: the step finds it by name
-        await wait_for(pilot, lambda: app.state.current == "train", 5, "the Train step")
-        await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 60, "the step's error modal")
+        app.goto("project")                                     # listing the projects fails, quoting the URL
+        await wait_for(pilot, lambda: app.state.current == "project", 5, "the Project step")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 60, "the listing's error modal")
         modal = app.screen
         shown = "\n".join([modal.message, modal.details, app.export_screenshot()])
         assert "••••••" in modal.message and not leaks(shown)

@@ -13,7 +13,7 @@ from cvtriton_standins.customvision_emulator import CustomVisionEmulator
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.widgets.setting_field import SettingField
 
-from .conftest import PREDICTION_KEY, SIZE, TRAINING_KEY, env_text, wait_for
+from .conftest import PREDICTION_KEY, SIZE, TRAINING_KEY, env_text, started, wait_for
 
 
 def field(app: WizardApp, name: str) -> SettingField:
@@ -29,7 +29,7 @@ async def type_into(pilot, app: WizardApp, name: str, value: str) -> None:
 async def test_invalid_value_is_named_inline_and_clears_when_fixed(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await type_into(pilot, app, "AZURE_LOCATION", "West Europe")
         location = field(app, "AZURE_LOCATION")
         assert location.has_class("invalid")
@@ -45,7 +45,7 @@ async def test_invalid_value_is_named_inline_and_clears_when_fixed(local_env: Pa
 async def test_secrets_are_masked_until_revealed(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         key_input = field(app, "VISION_PREDICTION_KEY").query_one(Input)
         assert key_input.value == PREDICTION_KEY and key_input.password
         assert PREDICTION_KEY not in app.export_screenshot()
@@ -63,7 +63,7 @@ async def test_save_writes_atomically_with_a_backup_and_keeps_comments(local_env
     before = local_env.read_text()
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await type_into(pilot, app, "AZURE_LOCATION", "westeurope")
         await type_into(pilot, app, "MODEL_NAME", "colours2")
         assert app.state.edits == {"AZURE_LOCATION": "westeurope", "MODEL_NAME": "colours2"}
@@ -83,7 +83,7 @@ async def test_save_writes_atomically_with_a_backup_and_keeps_comments(local_env
 async def test_target_switch_changes_the_steps_and_next_names_what_is_missing(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         pane = app.main.pane("settings")
         await pilot.click(pane.query_one("#target-azure", RadioButton))
         await pilot.pause()
@@ -92,9 +92,9 @@ async def test_target_switch_changes_the_steps_and_next_names_what_is_missing(lo
         assert "*" in str(field(app, "VISION_TRAINING_KEY").query_one(".field-name", Label).render())
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert app.state.current == "settings"                       # blocked: required values missing
-        assert field(app, "AZURE_SUBSCRIPTION_ID").has_class("invalid")
-        assert app.focused is field(app, "AZURE_SUBSCRIPTION_ID").query_one(Input)
+        assert app.state.current == "settings"              # blocked: the Project step lists with these
+        assert field(app, "AZURE_SUBSCRIPTION_ID").has_class("invalid")   # shown, but needed only by Deploy
+        assert app.focused is field(app, "VISION_TRAINING_ENDPOINT").query_one(Input)
         await pilot.click(pane.query_one("#target-local", RadioButton))
         await pilot.pause()
         assert app.state.steps == ("settings", "model", "package", "local-test")
@@ -107,7 +107,7 @@ async def test_back_and_next_keep_what_was_typed(local_env: Path, tmp_path: Path
     export.write_bytes(b"PK\x05\x06" + b"\0" * 18)        # an (empty) zip: enough for the path check
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await type_into(pilot, app, "AZURE_LOCATION", "northeurope")
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: app.state.current == "model", 5, "the Model step")
@@ -133,7 +133,7 @@ async def test_back_and_next_keep_what_was_typed(local_env: Path, tmp_path: Path
 async def test_local_triton_check_finds_the_real_binary(local_env: Path) -> None:
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         pane = app.main.pane("settings")
         pane.check("triton")
         status = pane.query_one("#status-triton", Label)
@@ -152,7 +152,7 @@ async def test_custom_vision_check_against_the_emulator(in_tmp: Path, emulator: 
     Path(".env").write_text(env_text(VISION_TRAINING_ENDPOINT=emulator.url, VISION_TRAINING_KEY="0" * 32))
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         pane = app.main.pane("settings")
         status = pane.query_one("#status-customvision", Label)
         pane.check("customvision")

@@ -21,8 +21,8 @@ from cvtriton_core.run_state import RunState
 from cvtriton_core.steps.local_target import TestResult as CoreTestResult
 from cvtriton_triton.model_info import Box, Prediction
 from cvtriton_tui.app import WizardApp
-from cvtriton_tui.messages import IterationsLoaded, ProjectsLoaded
-from cvtriton_tui.screens.confirm import ConfirmScreen
+from cvtriton_tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from cvtriton_tui.screens.project import ProjectPane
 from cvtriton_tui.screens.error_modal import ErrorModal
 from cvtriton_tui.screens.pickers import IMAGE_SUFFIXES, PathPicker
 
@@ -50,11 +50,13 @@ def azure_app(in_tmp: Path) -> WizardApp:
 
 
 def at(step: str):
-    """run_before: show ``step`` (after the lazily mounted panes are in)."""
+    """run_before: show ``step`` (after the panes mounted after the first paint are in). Shown directly: a
+    snapshot is about what a step looks like, not whether the steps before it are done."""
     async def go(pilot) -> None:
         app = pilot.app
+        await wait_for(pilot, lambda: app.main.has_pane("cleanup"), 10, "the panes")
         await pilot.pause()
-        app.goto(step)
+        app.main.show(step)
         await wait_for(pilot, lambda: app.state.current == step, 5, step)
         app.main.query_one("#steps").focus()
         await pilot.pause()
@@ -128,19 +130,19 @@ def _projects() -> tuple[list[ProjectInfo], list[DomainInfo]]:
 def test_project_existing(snap_compare, azure_app: WizardApp) -> None:
     async def before(pilot) -> None:
         app = pilot.app
-        await pilot.pause()
+        await wait_for(pilot, lambda: app.main.has_pane("project"), 10, "the panes")
         pane = app.main.pane("project")
         pane.loaded = True                      # fixed data below instead of a listing with today's dates
         await at("project")(pilot)
         projects, domains = _projects()
-        pane.post_message(ProjectsLoaded(projects, domains))
+        pane.post_message(ProjectPane.ProjectsLoaded(projects, domains))
         await wait_for(pilot, lambda: app.state.project is not None, 5, "a project")
         app.state.project = projects[1]
         iterations = [IterationInfo("33333333-3333-4333-8333-333333333333", "Iteration 1", "Completed", WHEN, WHEN,
                                     "shapes-v1", COMPACT, True, 0.962, 0.94, 0.981)]
         pane.query_one("#projects").move_cursor(row=1)
         await pilot.pause()
-        pane.post_message(IterationsLoaded(projects[1].id, iterations))
+        pane.post_message(ProjectPane.IterationsLoaded(projects[1].id, iterations))
         await wait_for(pilot, lambda: app.state.iteration is not None, 5, "the iteration")
         app.main.query_one("#steps").focus()
         await pilot.pause()
@@ -150,7 +152,7 @@ def test_project_existing(snap_compare, azure_app: WizardApp) -> None:
 def test_project_new_from_folder(snap_compare, azure_app: WizardApp) -> None:
     async def before(pilot) -> None:
         app = pilot.app
-        await pilot.pause()
+        await wait_for(pilot, lambda: app.main.has_pane("project"), 10, "the panes")
         for tag, colour in {"red": (220, 20, 20), "green": (20, 200, 20)}.items():
             Path("images", tag).mkdir(parents=True)
             for n in range(5 if tag == "red" else 3):
@@ -213,11 +215,39 @@ def test_confirm_quit(snap_compare, local_app: WizardApp) -> None:
     async def before(pilot) -> None:
         await pilot.pause()
         pilot.app.push_screen(ConfirmScreen("Quit while work is running?",
-                                            "local-test is still running. Quitting cancels it cleanly: a local "
-                                            "Triton server is stopped, and the next start offers to resume.",
+                                            "Local test is still running. Quitting cancels it: the local Triton "
+                                            "server is stopped. The next start offers to resume.",
                                             yes="Stop and quit", no="Keep running"))
         await pilot.pause()
     assert snap_compare(local_app, terminal_size=SIZE, run_before=before)
+
+
+def test_unsaved_settings_on_quit(snap_compare, local_app: WizardApp) -> None:
+    async def before(pilot) -> None:
+        await at("settings")(pilot)
+        pilot.app.main.pane("settings").query_one("#input-AZURE_LOCATION", Input).value = "northeurope"
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChoiceScreen), 5, "the question")
+        await pilot.pause()
+    assert snap_compare(local_app, terminal_size=SIZE, run_before=before)
+
+
+def test_package_outdated_at_80x24(snap_compare, local_app: WizardApp) -> None:
+    """The narrow layout, with the step list showing a result that no longer follows from the choices."""
+    async def before(pilot) -> None:
+        from cvtriton_tui.screens import freshness
+
+        app = pilot.app
+        await at("package")(pilot)
+        freshness.record_start(app.state, "local", "package", "1")
+        app.state.status["package"] = "done"
+        app.state.model_choice = "path"               # the model changed since it was packaged
+        app.state.model_path = "other.zip"
+        app.steps_changed()
+        app.main.query_one("#steps").focus()
+        await pilot.pause()
+    assert snap_compare(local_app, terminal_size=(80, 24), run_before=before)
 
 
 def test_resume_prompt(snap_compare, in_tmp: Path) -> None:

@@ -17,7 +17,9 @@ from cvtriton_tui.app import WizardApp
 async def main():
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)              # first paint done, lazy panes mounted, startup checks run
+        while not app.main.has_pane("local-test"):    # first paint done, the other panes mounted after it
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)              # startup checks run
         assert app.main.pane("local-test").is_mounted
 asyncio.run(main())
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1:]))
