@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cvtriton_core.events import Event, LayerProgress, LogLine, Progress, StepFailed, StepFinished, StepStarted
+from cvtriton_core.events import (
+    Event, LayerProgress, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted,
+)
 
 Tone = Literal["heading", "info", "ok", "warning", "error", "cancelled"]
 
@@ -32,6 +34,11 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
         case LogLine(line=line, source=source, step=step, level=level):
             tone: Tone = "warning" if level == "warning" else "error" if level == "error" else "info"
             return EventText(line, tone, prefix=f"[{source or step}] ")
+        case StateChanged(resource=resource, name=name, state=state, previous=previous, detail=detail):
+            tone = "error" if state == "Failed" else "ok" if state in ("Succeeded", "Deleted") else "info"
+            moved = f"{previous} → {state}" if previous else state
+            return EventText(f"{resource} {name}: {moved}" + (f" — {detail}" if detail else ""), tone,
+                             prefix="[azureml] ")
         case StepStarted(title=title, step=step):
             return EventText(f"==> {title or step}", "heading")
         case Progress(can_replace=True) if not with_replaceable_progress:

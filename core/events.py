@@ -61,6 +61,19 @@ class LogLine(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StateChanged(Event):
+    """A cloud resource the step follows moved to another state, in the service's own words (an Azure ML
+    endpoint or deployment: Creating → Succeeded | Failed; Updating; Deleting → Deleted)."""
+
+    kind: ClassVar[str] = "state"
+    resource: str             # "endpoint" | "deployment"
+    name: str
+    state: str
+    previous: str | None = None
+    detail: str = ""          # e.g. the service's reason for Failed
+
+
+@dataclass(frozen=True, kw_only=True)
 class LayerProgress(Event):
     """One image layer moving between the Docker daemon and a registry (push or pull): a pane keeps one row
     per ``layer`` and replaces it with each update. Statuses: "waiting", "transferring", "extracting" (pull),

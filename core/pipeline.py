@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar
 
 from cvtriton_core.errors import UserError
-from cvtriton_core.events import Event, LogLine, Progress, StepFailed, StepFinished, StepStarted
+from cvtriton_core.events import Event, LogLine, Progress, StateChanged, StepFailed, StepFinished, StepStarted
 from cvtriton_core.redact import redact
 from cvtriton_core.run_lock import RunLock, env_file_lock, workdir_lock
 from cvtriton_core.run_state import RunState
@@ -142,6 +142,12 @@ class StepContext:
 
     def log(self, line: str, *, source: str = "", level: str = "info") -> None:
         self._emit(LogLine(step=self.step, line=redact(line.rstrip("\n")), source=source, level=level))
+
+    def state_changed(self, resource: str, name: str, state: str, previous: str | None = None,
+                      detail: str = "") -> None:
+        """A followed cloud resource (endpoint, deployment) changed state: a typed event panes can show live."""
+        self._emit(StateChanged(step=self.step, resource=resource, name=name, state=state, previous=previous,
+                                detail=redact(detail)))
 
     def emit(self, event: Event) -> None:
         """Emit a typed event with no free text of its own (``LayerProgress``); thread-safe like ``log``."""

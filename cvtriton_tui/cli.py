@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     # How the test step tests (both headless commands).
     testing = argparse.ArgumentParser(add_help=False)
     testing.add_argument("--requests", type=_positive_int, default=5,
-                         help="timed requests of the test step's load test, per path (default 5)")
+                         help="timed requests of the load test: the test step's (per path), endpoint-test's "
+                         "(default 5)")
     testing.add_argument("--concurrency", type=_positive_int, default=1,
-                         help="requests in flight at once during the load test (default 1)")
+                         help="requests in flight at once during the load test (test, endpoint-test; default 1)")
     testing.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                          help="write and test the image ensemble (image bytes in, Custom Vision JSON out) beside the "
                          "model (default: TRITON_ENSEMBLE, true)")
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "a generated image)")
     run.add_argument("--base-image", metavar="IMAGE", help="package step: build FROM this image (default: TRITON_BASE_IMAGE)")
     run.add_argument("--json", action="store_true", help="one JSON object per event per line on stdout")
+    from cvtriton_tui.cli_azureml import add_arguments as add_azureml_arguments
+
+    add_azureml_arguments(run)
     return parser
 
 

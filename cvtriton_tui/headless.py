@@ -24,6 +24,7 @@ from cvtriton_core.pipeline import RunContext, preflight, run_steps
 from cvtriton_core.redact import redact
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.registry import RunOptions, build_steps
+from cvtriton_tui.cli_azureml import options_from
 
 T = TypeVar("T")
 LOCAL_STEPS = ["import", "repository", "serve-local", "test"]
@@ -173,7 +174,7 @@ async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     settings = Settings.load(args.env_file, required=True)
     options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain,
                          requests=args.requests, concurrency=args.concurrency, ensemble=args.ensemble,
-                         base_image=args.base_image)
+                         base_image=args.base_image, azure=options_from(args))
     steps = build_steps(names, options)
     _check(steps, settings, json_events=args.json)
     run = RunContext.create(settings, workdir)

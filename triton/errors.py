@@ -33,3 +33,4 @@ class ServerError(UserError):
     """The local Triton server could not start, load the model, or answer."""
 
     exit_code = 1
+    http_status: int | None = None     # the HTTP status of a refused request, when there was one

@@ -55,14 +55,17 @@ class TritonHttpClient:
     """Sync client for one Triton endpoint; ``headers`` go with every request and are never logged."""
 
     def __init__(self, url: str, *, ssl: bool = False, headers: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, ca_certs: str | None = None) -> None:
         self.url, self.ssl = _split_url(url, ssl)
         if not self.url:
             raise UserError("the Triton URL is empty", "give host:port, e.g. 127.0.0.1:8000")
         self._headers = dict(headers or {})
+        # ca_certs: a CA bundle to trust instead of the system's (e.g. the one in REQUESTS_CA_BUNDLE)
+        ssl_options = {"ca_certs": ca_certs} if (self.ssl and ca_certs) else None
         try:
             self._client = triton_http.InferenceServerClient(
-                self.url, ssl=self.ssl, connection_timeout=timeout, network_timeout=timeout)
+                self.url, ssl=self.ssl, ssl_options=ssl_options, connection_timeout=timeout,
+                network_timeout=timeout)
         except Exception as exc:
             raise UserError(f"cannot use the Triton URL {self.url}: {self._scrub(exc)}",
                             "give host:port[/path], e.g. 127.0.0.1:8000") from None
@@ -161,7 +164,9 @@ class TritonHttpClient:
         message = self._scrub(message)[:300]
         fix = _FIX_BY_STATUS.get(status, "read the server log for details")
         prefix = f"HTTP {status}: " if status else ""
-        return ServerError(f"{what} at {self.url} failed: {prefix}{message}", fix)
+        error = ServerError(f"{what} at {self.url} failed: {prefix}{message}", fix)
+        error.http_status = int(status) if str(status).isdigit() else None
+        return error
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:

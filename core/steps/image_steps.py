@@ -30,6 +30,8 @@ from cvtriton_core.errors import StepFailed, UserError
 from cvtriton_core.events import LayerProgress
 from cvtriton_core.pipeline import StepContext
 from cvtriton_core.redact import register_secret
+from cvtriton_core.settings import Settings
+from cvtriton_core.steps.azureml_state import SHARED_REGISTRY_AUTH, STATE_REGISTRY
 
 SHM_SIZE = 256 * 1024 * 1024     # /dev/shm for the python backend's tensors (Docker's default is 64 MB)
 READY_TIMEOUT_S = 180.0
@@ -321,21 +323,29 @@ class _LayerReporter:
 
 # ------------------------------------------------------------------------------------------------ push
 class PushImage:
+    """Push to IMAGE_REGISTRY when it is set, else to the registry an earlier registry-login step found (the
+    Azure ML workspace's), with the credential it handed over."""
+
     name = "push"
     title = "Push the image to the registry"
+
+    def check(self, settings: Settings) -> None:
+        settings.require_valid("IMAGE_REGISTRY")
+        _settings_credential(settings)
 
     async def run(self, ctx: StepContext) -> PushResult:
         from cvtriton_core.adapters.docker_engine import DockerEngine, Stopper
         from cvtriton_triton.image_context import check_registry, repository_component
 
-        registry = ctx.settings.raw("IMAGE_REGISTRY").rstrip("/")
-        if not registry:
-            raise UserError("IMAGE_REGISTRY is not set", f"add it to {ctx.settings.path or '.env'} "
-                            "(e.g. myregistry.azurecr.io or 127.0.0.1:5000)")
+        registry = _push_registry(ctx)
         problem = check_registry(registry)
         if problem:
             raise UserError(f"IMAGE_REGISTRY={registry!r} is not valid", f"expected {problem}")
         auth = _registry_auth(ctx)
+        if auth is None and not ctx.settings.raw("IMAGE_REGISTRY") and SHARED_REGISTRY_AUTH not in ctx.run.shared:
+            ctx.log(f"no credential for {registry} from registry-login in this run: the Docker daemon's own login "
+                    "is used (run registry-login before push in the same run for a registry token)",
+                    source="docker", level="warning")
         image_id, model, tag = ctx.state.get("image_id"), ctx.state.get("model_name"), ctx.state.get("image_tag")
         if not image_id or not model or not tag:
             raise UserError("no built image in this run", "run the build step first")
@@ -372,17 +382,39 @@ class PushImage:
             image_size=size, layers_sent=len(outcome.layers_sent), layers_total=total_layers)
 
 
+def _push_registry(ctx: StepContext) -> str:
+    """IMAGE_REGISTRY wins; else the login server the registry-login step recorded (the workspace's registry)."""
+    registry = ctx.settings.raw("IMAGE_REGISTRY").rstrip("/")
+    if registry:
+        return registry
+    found = str(ctx.state.get(STATE_REGISTRY) or "").rstrip("/")
+    if found:
+        ctx.log(f"IMAGE_REGISTRY is not set: pushing to {found}, the registry registry-login found", source="docker")
+        return found
+    raise UserError("no registry to push to: IMAGE_REGISTRY is not set and no registry-login step ran in this "
+                    "work folder", f"add IMAGE_REGISTRY to {ctx.settings.path or '.env'} (e.g. myregistry.azurecr.io "
+                    "or 127.0.0.1:5000), or run registry-login before push to use the Azure ML workspace's registry")
+
+
+def _settings_credential(settings: Settings) -> dict[str, str] | None:
+    """IMAGE_REGISTRY_USERNAME + IMAGE_REGISTRY_PASSWORD: both, or neither (None)."""
+    user, password = settings.raw("IMAGE_REGISTRY_USERNAME"), settings.raw("IMAGE_REGISTRY_PASSWORD")
+    if not (user or password):
+        return None
+    if not (user and password):
+        missing = "IMAGE_REGISTRY_PASSWORD" if user else "IMAGE_REGISTRY_USERNAME"
+        raise UserError(f"{missing} is not set but its partner is",
+                        f"set both IMAGE_REGISTRY_USERNAME and IMAGE_REGISTRY_PASSWORD in "
+                        f"{settings.path or '.env'}, or neither")
+    return {"username": user, "password": password}
+
+
 def _registry_auth(ctx: StepContext) -> dict[str, str] | None:
     """Settings win; else credentials an earlier step handed over (a registry login); else none."""
-    user, password = ctx.settings.raw("IMAGE_REGISTRY_USERNAME"), ctx.settings.raw("IMAGE_REGISTRY_PASSWORD")
-    if user or password:
-        if not (user and password):
-            missing = "IMAGE_REGISTRY_PASSWORD" if user else "IMAGE_REGISTRY_USERNAME"
-            raise UserError(f"{missing} is not set but its partner is",
-                            f"set both IMAGE_REGISTRY_USERNAME and IMAGE_REGISTRY_PASSWORD in "
-                            f"{ctx.settings.path or '.env'}, or neither")
-        return {"username": user, "password": password}
-    handed = ctx.run.shared.get("registry_auth")
+    own = _settings_credential(ctx.settings)
+    if own is not None:
+        return own
+    handed = ctx.run.shared.get(SHARED_REGISTRY_AUTH)
     if isinstance(handed, dict) and handed.get("username") and handed.get("password"):
         register_secret(str(handed["password"]))
         return {"username": str(handed["username"]), "password": str(handed["password"])}

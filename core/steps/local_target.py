@@ -194,6 +194,14 @@ def remove_stale_server_folders(triton_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _serves(url: str, model: str) -> bool:
+    """Whether the Triton server at ``url`` has ``model`` loaded and ready (blocking)."""
+    from cvtriton_triton.infer_client import TritonHttpClient
+
+    with TritonHttpClient(url) as client:
+        return client.is_model_ready(model)
+
+
 class TestModel:
     """Send the test image both ways — tensors to the plain model (client-side pre/post-processing) and raw
     bytes through the image ensemble when the repository has one — then load-test each path with
@@ -271,6 +279,16 @@ class TestModel:
         if self.ensemble and ensemble is None:
             raise UserError(f"the model repository {repo} has no image ensemble for '{model}'",
                             "write the repository again with the ensemble on (TRITON_ENSEMBLE=true)")
+        not_served = ""
+        if ensemble is not None and not await ctx.blocking(_serves, url, ensemble.names.ensemble):
+            # e.g. run-local's image, which carries only the model: test what the server serves, and say so
+            if self.ensemble:
+                raise UserError(f"the Triton server at {url} does not serve the image ensemble "
+                                f"'{ensemble.names.ensemble}'", "serve a repository or image that has it, or pass "
+                                "--no-ensemble", exit_code=1)
+            not_served = f"the server does not serve the image ensemble {ensemble.names.ensemble}"
+            ctx.log(f"{not_served} (the repository has it): testing the tensor path only", level="warning")
+            ensemble = None
         image_bytes = await ctx.blocking(self.image.read_bytes)
         route_url = ctx.run.shared.get("customvision_url") if ensemble is not None else None
         stop = threading.Event()   # a thread cannot be cancelled: it checks this between requests
@@ -306,7 +324,8 @@ class TestModel:
             ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
         latencies = reports[0].latencies_ms
         median = statistics.median(latencies) if latencies else tensor_answer.latency_ms
-        return TestResult(summary=test_summary(preds, median, image_answer, differ, reports), model=model,
+        summary = test_summary(preds, median, image_answer, differ, reports) + (f"; {not_served}" if not_served else "")
+        return TestResult(summary=summary, model=model,
                           task=info.task, image=self.image, predictions=preds, latency_ms=median,
                           latencies_ms=latencies,
                           answers=tuple(a for a in (tensor_answer, image_answer, *routed) if a is not None),

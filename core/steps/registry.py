@@ -7,11 +7,15 @@ Builders import their step modules lazily: importing the registry costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from cvtriton_core.errors import UserError
+from cvtriton_core.steps.azureml_options import AzureOptions
+from cvtriton_core.steps.azureml_state import (
+    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_REGISTRY, STATE_SCORING_URI,
+)
 
 
 @dataclass(frozen=True)
@@ -21,11 +25,12 @@ class RunOptions:
     images: Path | None = None     # upload step folder (also decides a new project's task)
     requests: int = 5
     domain: str | None = None      # a new project's domain (id or name); default: the task's compact domain
-    concurrency: int = 1           # test step: concurrent requests of its load test
+    concurrency: int = 1           # test, endpoint-test: concurrent requests of their load tests
     ensemble: bool | None = None   # image ensemble: None follows TRITON_ENSEMBLE (repository) / what is there (test)
-    time_limit_s: float | None = None   # test step: bound of each load test (default load_test's)
+    time_limit_s: float | None = None   # test, endpoint-test: bound of each load test (default load_test's)
     base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
     container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
+    azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
 
 
 def _project(o: RunOptions) -> Any:
@@ -95,6 +100,32 @@ def _test(o: RunOptions) -> Any:
                      time_limit_s=o.time_limit_s)
 
 
+def _registry_login(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import RegistryLogin
+    return RegistryLogin()
+
+
+def _deploy(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Deploy
+    return Deploy(o.azure)
+
+
+def _endpoint_test(o: RunOptions) -> Any:
+    from cvtriton_core.steps.endpoint_test import EndpointTest
+    return EndpointTest(o.image, requests=o.requests, concurrency=o.concurrency, time_limit_s=o.time_limit_s,
+                        options=o.azure)
+
+
+def _traffic(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Traffic
+    return Traffic(o.azure)
+
+
+def _delete(o: RunOptions) -> Any:
+    from cvtriton_core.steps.azureml_steps import Delete
+    return Delete(o.azure)
+
+
 BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "project": _project,
     "upload": _upload,
@@ -105,10 +136,15 @@ BUILDERS: dict[str, Callable[[RunOptions], Any]] = {
     "repository": _repository,
     "package": _package,
     "build": _build,
+    "registry-login": _registry_login,   # before push: it hands push the registry credential
     "push": _push,
     "run-local": _run_local,
     "serve-local": _serve_local,
     "test": _test,
+    "deploy": _deploy,
+    "endpoint-test": _endpoint_test,
+    "traffic": _traffic,
+    "delete": _delete,
 }
 STEP_NAMES: tuple[str, ...] = tuple(BUILDERS)
 
@@ -121,11 +157,16 @@ RESULTS: dict[str, tuple[str, ...]] = {
     "export": ("export_dir",),
     "import": ("onnx_path", "imported", "model_source"),
     "repository": ("repository", "model_name", "model_version"),
-    "package": ("image_context", "image_context_digest"),
+    "package": ("image_context", "image_context_digest", "image_scoring_port"),
     "build": ("image_id", "image_ref", "image_size"),
+    "registry-login": (STATE_REGISTRY, SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN),
     "push": ("image_digest", "image_remote", "image_pushed"),
-    "run-local": ("triton_url", "container_id"),
+    "run-local": ("triton_url", "container_id", "customvision_url"),
     "serve-local": ("triton_url",),
+    # Pointers to what this work folder deployed: after a failed or restarted deploy they may name an older
+    # deployment (endpoint-test would test it, delete would remove it). Endpoint keys and tokens are never
+    # kept (read afresh each time); the endpoints this tool created and the traffic history are records.
+    "deploy": (STATE_ENDPOINT, STATE_DEPLOYMENT, STATE_SCORING_URI),
 }
 
 

@@ -21,6 +21,9 @@ from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.timeline import Timeline
 
+# The core's deploy step is registered and runs headless (cvtriton-tui run --steps deploy); this pane does
+# not hand its fields to it yet, so it must not run the step with defaults in their place.
+PANE_DRIVES_STEP = False
 UNAVAILABLE = ("Azure ML adapter not available yet: deploying needs it. What you enter here is kept and "
                "checked now; the provisioning timeline and the container log will stream here once it lands.")
 
@@ -85,7 +88,7 @@ class DeployPane(StepPane):
         self.entered()
 
     def entered(self) -> None:
-        self.available = core_steps_available("deploy")
+        self.available = PANE_DRIVES_STEP and core_steps_available("deploy")
         self.query_one("#deploy-note").display = not self.available
         endpoint = self.query_one("#endpoint-name", Input)
         if endpoint.value.strip() != self.state.value("ENDPOINT_NAME"):   # edited on the Settings step
@@ -130,7 +133,7 @@ class DeployPane(StepPane):
             self.wizard.action_cancel_run()
 
     def run_step(self) -> None:
-        if not core_steps_available("deploy"):
+        if not (PANE_DRIVES_STEP and core_steps_available("deploy")):
             self.app.notify(UNAVAILABLE, severity="warning")
             return
         problems = self._validate()

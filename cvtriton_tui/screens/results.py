@@ -13,6 +13,9 @@ from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.state import core_steps_available
 from cvtriton_tui.widgets.results_view import ResultsView
 
+# The core's endpoint-test step is registered and runs headless (cvtriton-tui run --steps endpoint-test); this pane does
+# not hand its fields to it yet, so it must not run the step with defaults in their place.
+PANE_DRIVES_STEP = False
 UNAVAILABLE = ("Azure ML adapter not available yet: testing the endpoint needs it. The Local test step "
                "shows these results for the same model served by Triton on this machine.")
 LOCAL_SOURCE = "the local Triton on this machine (Local test step), not the endpoint"
@@ -35,7 +38,7 @@ class ResultsPane(StepPane):
         self.entered()
 
     def entered(self) -> None:
-        self.available = core_steps_available("endpoint-test")
+        self.available = PANE_DRIVES_STEP and core_steps_available("endpoint-test")
         self.query_one("#results-note").display = not self.available
         self.query_one("#show-local", Button).disabled = "test" not in self.state.results
 
@@ -48,7 +51,7 @@ class ResultsPane(StepPane):
             self.app.notify("Showing the local Triton test; the annotated image is on the Local test step.")
 
     def run_step(self) -> None:
-        if not core_steps_available("endpoint-test"):
+        if not (PANE_DRIVES_STEP and core_steps_available("endpoint-test")):
             self.app.notify(UNAVAILABLE, severity="warning")
             return
         self.app.notify("The endpoint test step is registered but this pane does not drive it yet.",

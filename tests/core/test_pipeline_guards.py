@@ -110,13 +110,17 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
 
 
 def test_results_dropped_from_a_step_on_are_its_own_and_every_later_steps():
+    image = {"image_context", "image_context_digest", "image_scoring_port", "customvision_url", "image_id", "image_ref", "image_size", "image_digest",
+             "image_remote", "image_pushed", "container_id", "registry", "registry_auth", "registry_login"}
+    deployed = {"azureml_endpoint", "azureml_deployment", "azureml_scoring_uri"}
     assert set(stale_results("import")) == {"onnx_path", "imported", "model_source", "repository", "model_name",
-                                            "model_version", "image_context", "image_context_digest", "image_id",
-                                            "image_ref", "image_size", "image_digest", "image_remote",
-                                            "image_pushed", "container_id", "triton_url"}
-    assert set(stale_results("push")) == {"image_digest", "image_remote", "image_pushed", "container_id", "triton_url"}
-    assert set(stale_results("serve-local")) == {"triton_url"}
+                                            "model_version", "triton_url", *image, *deployed}
+    assert set(stale_results("serve-local")) == {"triton_url", *deployed}
+    assert set(stale_results("push")) == {"image_digest", "image_remote", "image_pushed", "container_id",
+                                          "triton_url", "customvision_url", *deployed}
+    assert set(stale_results("deploy")) == deployed and stale_results("traffic") == ()
     assert "project_id" not in stale_results("project") and "iteration_id" not in stale_results("train")
+    assert "azureml_endpoints_created" not in stale_results("deploy")     # a record of what exists in Azure
 
 
 @pytest.fixture

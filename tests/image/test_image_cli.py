@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from cvtriton_core.steps.image_steps import WORKDIR_LABEL
 from cvtriton_triton.sample_models import SAMPLE_IMAGES_DIRNAME, build_sample_export
@@ -26,6 +25,10 @@ def test_local_container_json_adds_the_image(tmp_path, standin_base, docker_api,
     result = json.loads(lines[0])
     assert set(result) == {"model", "task", "predictions", "latency_ms", "answers", "agree", "disagreements",
                            "load_test", "image"}
+    # the image serves the model, the ensemble and the Custom Vision route: three answers that agree, and a
+    # load test per Triton path (tensor, image)
+    assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"] and result["agree"]
+    assert len(result["load_test"]) == 2
     assert result["model"] == f"cli-{kit.session}" and result["predictions"]
     assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"] and result["agree"]
     image = docker_api.inspect_image(result["image"])

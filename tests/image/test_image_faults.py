@@ -291,7 +291,7 @@ async def test_disk_full_while_building(classifier, workspace, kit, monkeypatch)
 async def test_bad_input_is_refused_before_anything_runs(classifier, tiny_base, workspace, kit):
     work = await workspace(classifier, tiny_base, key="badinput", **PLAIN)
     cases = [
-        ([PushImage()], {}, "IMAGE_REGISTRY is not set"),
+        ([PushImage()], {}, "no registry to push to: IMAGE_REGISTRY is not set and no registry-login step ran"),
         ([PushImage()], {"IMAGE_REGISTRY": "https://myregistry.azurecr.io"}, "IMAGE_REGISTRY='https://myregistry.azurecr.io' is not valid"),
         ([PushImage()], {"IMAGE_REGISTRY": "127.0.0.1:9", "IMAGE_REGISTRY_USERNAME": "u"}, "IMAGE_REGISTRY_PASSWORD is not set"),
         ([PackageImage("Not A Valid/Image")], {}, "--base-image 'Not A Valid/Image' is not a valid image reference"),

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cvtriton_standins.customvision_exportzip import build_zip_for
+from cvtriton_standins.customvision_prediction import PREDICTION_PATH, image_bytes, predict
 from cvtriton_standins.customvision_records import DOMAINS, ApiError, StoredImage
 from cvtriton_standins.customvision_routes import ROUTES, dispatch
 from cvtriton_standins.customvision_store import Store
@@ -82,11 +83,12 @@ class CustomVisionEmulator:
     """
 
     def __init__(self, training_key: str = DEFAULT_KEY, *, delays: Delays | float | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, prediction_key: str | None = None) -> None:
         if isinstance(delays, (int, float)):
             delays = Delays(training_s=float(delays), export_s=float(delays))
         self.delays = delays or Delays()
         self.training_key = training_key
+        self.prediction_key = prediction_key or training_key   # the prediction resource's key
         self.store = Store(training_s=self.delays.training_s, export_s=self.delays.export_s, export_zip=build_zip_for)
         self._faults: list[_Fault] = []
         self._hold: _Hold | None = None
@@ -231,6 +233,9 @@ class CustomVisionEmulator:
         download = re.match(r"^/exports/([0-9a-f]{32})\.zip$", path)
         if download and method == "GET":
             return self._download(download.group(1), query.get("sig", ""))
+        prediction = PREDICTION_PATH.match(path)
+        if prediction and method == "POST":
+            return self._predict(prediction.groupdict(), headers, body)
         match = API_PREFIX.match(path)
         route = None
         if match:
@@ -262,6 +267,17 @@ class CustomVisionEmulator:
         if fault is not None:
             return fault.status, unavailable, fault_headers
         return status, payload, {}
+
+    def _predict(self, params: dict[str, str], headers: Any, body: bytes) -> tuple[int, Any, dict]:
+        """The prediction API (see :mod:`customvision_prediction`)."""
+        self.store.counters["predictions"] += 1
+        if (headers.get("Prediction-Key") or "") != self.prediction_key:
+            return 401, ACCESS_DENIED, {"reason": "Access Denied"}
+        try:
+            data = image_bytes(headers.get("Content-Type") or "", body)
+            return 200, predict(self.store, params, data), {}
+        except ApiError as err:
+            return err.status, {"code": err.code, "message": err.message}, {}
 
     def _download(self, token: str, sig: str) -> tuple[int, Any, dict]:
         with self.store.lock:
