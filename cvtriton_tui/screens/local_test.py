@@ -211,7 +211,11 @@ class LocalTestPane(StepPane):
         self.query_one("#triton-log", EventLog).clear()
         self.query_one(ProgressPanel).plan(self._plan())
         self.served_by = SOURCE
-        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests))
+        # The image holds the model only (its build context copies the model's folder, not the image ensemble
+        # beside it), so the container is tested through the tensor path.
+        container = self.state.test_server == "container"
+        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests),
+                             ensemble=False if container else None)
         self.start_run(self._steps(), options, title="Local test")
 
     def handle_event(self, event: Event) -> None:
