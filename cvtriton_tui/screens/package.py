@@ -52,7 +52,14 @@ AFTER_CANCEL = {
 class PackagePane(StepPane):
     step_id = "package"
     intro = ("Imports the model, verifies it with onnxruntime and writes the Triton model repository with an "
-             "explicit config.pbtxt. For Azure, the Triton image is then built and pushed to the registry.")
+             "explicit config.pbtxt. For Azure (and for Local when chosen below) it then writes the Dockerfile, "
+             "builds the Triton image and pushes it to IMAGE_REGISTRY.")
+    DEFAULT_CSS = """
+    PackagePane #package-files { width: 1fr; height: auto; }
+    PackagePane #build-choice { height: auto; }
+    PackagePane #dockerfile-box { width: 1fr; height: 22; border: round $panel; }
+    PackagePane #image-context { height: auto; margin-bottom: 1; }
+    """
 
     @property
     def needs_to_run(self) -> tuple[str, ...]:  # type: ignore[override]  # settings this plan's run reads
