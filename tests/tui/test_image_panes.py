@@ -153,3 +153,46 @@ async def test_build_then_test_the_image_in_docker_and_it_is_removed(in_tmp: Pat
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.is_running, 60, "the app to stop")
     assert not containers_for(docker_api, run_dir)
+
+
+async def test_push_rows_collapse_per_layer_and_end_with_the_digest(local_env: Path) -> None:
+    """No daemon needed: the pane renders the core's push events (one row per layer, the latest update of
+    each), and the push plan follows IMAGE_REGISTRY."""
+    from cvtriton_core.events import LayerProgress, StepFinished
+    from cvtriton_core.steps.image_steps import PushResult
+    from cvtriton_tui.widgets.layer_progress import LayerProgressView
+
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        pane = app.main.pane("package")
+        app.state.target = "azure"
+        assert pane.step_names() == ["import", "repository", "package", "build"]
+        pane.show_plan()
+        assert "set IMAGE_REGISTRY" in str(pane.query_one("#image-plan", Static).render())
+        app.state.edits["IMAGE_REGISTRY"] = "127.0.0.1:5000"
+        assert pane.step_names()[-1] == "push" and "IMAGE_REGISTRY" in pane.needs_to_run
+        app.state.target = "local"
+        assert pane.step_names() == ["import", "repository"]       # Local builds only when asked to
+
+        for sent in (0, 400_000, 900_000, 1_000_000):
+            pane.handle_event(LayerProgress(step="push", layer="aaaaaaaaaaaa", direction="push",
+                                            status="done" if sent == 1_000_000 else "transferring",
+                                            current=sent, total=1_000_000))
+        pane.handle_event(LayerProgress(step="push", layer="bbbbbbbbbbbb", direction="push", status="exists"))
+        view = pane.query_one(LayerProgressView)
+        assert list(view.latest) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"] and view.latest["aaaaaaaaaaaa"].status == "done"
+        digest = "sha256:" + "c" * 64
+        pane.handle_event(StepFinished(step="push", result=PushResult(
+            summary="", reference=f"127.0.0.1:5000/m@{digest}", tag_ref="127.0.0.1:5000/m:1", digest=digest,
+            bytes_sent=1_000_000, image_size=4_000_000, layers_sent=1, layers_total=2)))
+        await pilot.pause()
+        shown = view.content       # the table the view shows
+        from rich.console import Console
+
+        console = Console(width=110, record=True)
+        console.print(shown)
+        text = console.export_text()
+        assert text.count("aaaaaaaaaaaa") == 1 and "already there" in text
+        assert "Sent 1.0 MB of the 4.0 MB image (25.0%): 1 of 2 layers, 1 already in the registry" in text
+        assert digest in text
