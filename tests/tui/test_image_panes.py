@@ -15,54 +15,22 @@ Run them with the services started around the command, as the image tests are:
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-import pytest
 from rich.syntax import Syntax
 from textual.widgets import Input, Static
 
 from cvtriton_core.run_state import RunState
 from cvtriton_core.steps.image_steps import WORKDIR_LABEL
-from cvtriton_standins.triton_base_image import ensure_base_image
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.confirm import ConfirmScreen
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
 
-from .conftest import PREDICTION_KEY, SIZE, env_text, started, wait_for
+from .conftest import PREDICTION_KEY, SESSION, SIZE, env_text, started, wait_for
 
-HINT = ("start a Docker daemon for these tests: bash scripts/image-services.sh .venv/bin/pytest "
-        "tests/tui/test_image_panes.py (or export DOCKER_HOST=unix:///path/to/docker.sock)")
-SESSION = secrets.token_hex(3)
 MODEL = f"panes-{SESSION}"
-
-
-@pytest.fixture(scope="module")
-def docker_api() -> Any:
-    try:
-        api = docker.APIClient(**docker.utils.kwargs_from_env(), version="auto", timeout=120)
-        api.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means the same here: no daemon
-        pytest.fail(f"no Docker daemon reachable ({type(exc).__name__}) — {HINT}", pytrace=False)
-    yield api
-    for image in api.images():          # the images these walks built (named after the model)
-        for tag in image.get("RepoTags") or []:
-            if MODEL in tag:
-                try:
-                    api.remove_image(tag)
-                except docker.errors.APIError:
-                    pass
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def standin_base(docker_api: Any, request: pytest.FixtureRequest) -> str:
-    cache = Path(request.config.cache.mkdir("cvtriton-standin"))
-    return ensure_base_image(cache, api=docker_api, log=lambda line: print(f"[standin] {line}"))
 
 
 def containers_for(api: Any, run_dir: Path) -> list[dict]:
