@@ -19,11 +19,12 @@ FILENAME = "wizard-choices.json"
 VERSION = 1
 # WizardState field -> accepted type
 FIELDS: dict[str, type] = {
-    "target": str, "model_choice": str, "model_path": str, "image_path": str, "requests": str,
+    "target": str, "model_choice": str, "model_path": str, "build_image": bool, "test_server": str,
+    "image_path": str, "requests": str,
     "new_project": bool, "new_folder": str, "new_name": str, "new_task": str, "new_domain": str,
     "deployment_name": str, "instance_type": str, "instance_count": str, "auth_mode": str, "traffic": str,
 }
-ALLOWED = {"target": ("azure", "local"), "model_choice": ("sample", "path"), "auth_mode": ("key", "aml_token")}
+ALLOWED = {"target": ("azure", "local"), "model_choice": ("sample", "path"), "test_server": ("local", "container"), "auth_mode": ("key", "aml_token")}
 
 
 def path_for(state: "WizardState") -> Path:

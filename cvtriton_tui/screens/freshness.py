@@ -35,6 +35,8 @@ SETTINGS_READ: dict[str, tuple[str, ...]] = {
     "deploy": ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "ENDPOINT_NAME"),
     "results": ("ENDPOINT_NAME",),
 }
+# Read by Package & build only when it builds the image (the registry password is a secret: never hashed here).
+IMAGE_SETTINGS_READ: tuple[str, ...] = ("TRITON_BASE_IMAGE", "IMAGE_REGISTRY", "IMAGE_REGISTRY_USERNAME")
 OUTDATED = "outdated"
 RESTORED = "restored"     # the run token of a result found in the saved run state at start-up
 
@@ -74,8 +76,17 @@ def _own_inputs(state: "WizardState", step: str, target: str) -> list[str]:
             else:   # a chosen project without an iteration trains a new one
                 iteration = "" if state.project is not None else settings.raw("VISION_ITERATION_ID")
             parts += ["project", project, iteration]
-    elif step == "package" and target == "local":
+    if step == "package" and target == "local":
         parts += ["sample"] if state.model_choice == "sample" else ["path", state.model_path]
+    if step == "package":
+        from cvtriton_tui.screens.state import image_steps
+
+        built = image_steps(state, target)
+        parts += ["image", *built]
+        if built:
+            parts += [f"{name}={settings.get(name) or ''}" for name in IMAGE_SETTINGS_READ]
+    elif step == "local-test":
+        parts += ["server", state.test_server]
     elif step == "deploy":
         parts += [state.deployment_name, state.instance_type, state.instance_count, state.auth_mode, state.traffic]
     return parts

@@ -1,7 +1,9 @@
-"""Local test: start the real Triton server on this machine with the packaged repository, stream its log,
-send the chosen image N times through tritonclient, then show predictions, the annotated image (saved as a
-PNG whose path is printed) and latency median/p95 with a chart, saying which server answered and at which
-precision. The server is stopped when the run ends or is cancelled (the core closes it)."""
+"""Local test: serve the packaged model on this machine — with the real Triton server, or by running the
+Triton image Package & build made in Docker — stream its log, send the chosen image N times through
+tritonclient, then show predictions, the annotated image (saved as a PNG whose path is printed) and latency
+median/p95 with a chart, saying which server answered (the local Triton or the container) and at which
+precision. The server or container is stopped (the container also removed) when the run ends, fails, is
+cancelled or the wizard quits: the core closes it through the run's resources."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Button, Input, Label, Select
+from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.events import Event, StepFinished
@@ -23,12 +25,35 @@ from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.pickers import IMAGE_SUFFIXES, PathPicker
 from cvtriton_tui.widgets.event_log import EventLog
+from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
 from cvtriton_tui.widgets.results_view import ResultsView
 
-TITLES = {"serve-local": "Start local Triton", "test": "Test with the image"}
+TITLES = {"serve-local": "Start local Triton", "run-local": "Start the image in Docker", "test": "Test with the image"}
+SERVE_STEP = {"local": "serve-local", "container": "run-local"}     # test_server choice -> the step that serves
+RUN_LABEL = {"local": "Start Triton and test (F5)", "container": "Start the container and test (F5)"}
+LOG_TITLE = {"local": "Triton log", "container": "Container log"}
 MAX_REQUESTS = 1000
 SOURCE = "the local Triton on this machine"
+NO_IMAGE = ("No Triton image built in this run — build it on Package & build (\"Also build the Triton image\" "
+            "for the Local target), then come back.")
+
+
+def built_image(run_dir: Path) -> tuple[str, str] | None:
+    """(image id, reference) of the image the latest Package & build built for this run state, or None."""
+    from cvtriton_core.run_state import RunState
+
+    try:
+        state = RunState.load(run_dir)
+    except UserError:
+        return None
+    image_id = state.get("image_id")
+    return (str(image_id), str(state.get("image_ref") or image_id)) if image_id else None
+
+
+def container_source(result: Any) -> str:
+    """Where the answers came from, for a ``RunResult`` of the run-local step."""
+    return f"the container {result.container_name} (image {result.image_id[7:19]}) on this machine"
 
 
 def requests_problem(raw: str) -> str | None:
@@ -50,8 +75,10 @@ def image_problem(raw: str) -> str | None:
 
 class LocalTestPane(StepPane):
     step_id = "local-test"
-    intro = ("Starts Triton here with the packaged model, sends the image through the HTTP API (binary "
-             "tensors) and times every request. The server stops when the test is done.")
+    intro = ("Starts Triton here — or the Triton image built on Package & build, in Docker — with the packaged "
+             "model, sends the image through the HTTP API (binary tensors) and times every request. The server "
+             "stops (the container is removed) when the test is done.")
+    served_by = SOURCE      # what answered the latest run's requests (the results view names it)
 
     class AnnotationReady(Message):
         """The test image with predictions drawn was saved as ``png``; ``pixels`` is a small RGB preview;
@@ -68,6 +95,12 @@ class LocalTestPane(StepPane):
     def compose(self) -> ComposeResult:
         state = self.state
         yield self.heading()
+        with RadioSet(id="test-server"):
+            yield MarkedRadioButton("Local Triton server (tritonserver on this machine)",
+                                    value=state.test_server == "local", id="server-local")
+            yield MarkedRadioButton("The built image in Docker (the exact image Package & build made)",
+                                    value=state.test_server == "container", id="server-container")
+        yield Static("", id="server-note")
         with Horizontal(classes="path-row"):
             yield Label("Test image", classes="row-label")
             yield Input(state.image_path, placeholder="path to a JPEG or PNG", id="image-path")
@@ -80,16 +113,49 @@ class LocalTestPane(StepPane):
             yield Input(state.requests, id="requests", type="integer", max_length=4)
         yield Label("", id="test-error", classes="field-error")
         with Horizontal(classes="buttons"):
-            yield Button("Start Triton and test (F5)", id="test-run", variant="primary", classes="run-button")
+            yield Button(RUN_LABEL[state.test_server], id="test-run", variant="primary", classes="run-button")
             yield Button("Cancel (F8)", id="test-cancel", classes="cancel-button")
         yield ProgressPanel(id="test-progress")
         yield ResultsView(id="results")
-        yield EventLog(id="triton-log", sources=("triton",), title="Triton log")
+        yield EventLog(id="triton-log", sources=("triton", "container", "docker"), title=LOG_TITLE[state.test_server])
 
     def setup(self) -> None:
-        self.query_one(ProgressPanel).plan(list(TITLES.items()))
+        self.query_one(ProgressPanel).plan(self._plan())
         self.query_one("#test-error", Label).display = False
         self.entered()
+
+    def _steps(self) -> list[str]:
+        return [SERVE_STEP[self.state.test_server], "test"]
+
+    def _plan(self) -> list[tuple[str, str]]:
+        return [(name, TITLES[name]) for name in self._steps()]
+
+    def show_server_choice(self) -> None:
+        """The container choice is offered only when this run state has a built image; say so otherwise."""
+        image = built_image(self.state.run_dir)
+        choice = self.state.test_server
+        self.query_one("#server-container", MarkedRadioButton).disabled = image is None and choice != "container"
+        note = self.query_one("#server-note", Static)
+        if image is None:
+            note.update(Text(NO_IMAGE, style="yellow" if choice == "container" else "dim"))
+        elif choice == "container":
+            note.update(Text(f"Runs image {image[1]} ({image[0][7:19]}) with ports on 127.0.0.1 only; the "
+                             "container is removed when the test ends.", style="dim"))
+        else:
+            note.update(Text(f"Image {image[1]} is built: choose the second option to test the exact image.",
+                             style="dim"))
+        self.query_one("#test-run", Button).label = RUN_LABEL[choice]
+        self.query_one("#triton-log", EventLog).border_title = LOG_TITLE[choice]
+        panel = self.query_one(ProgressPanel)
+        if not self.running and list(panel.rows) != self._steps():     # keep a finished run's rows
+            panel.plan(self._plan())
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id != "test-server":
+            return
+        self.state.test_server = "container" if event.pressed.id == "server-container" else "local"
+        self.show_server_choice()
+        self.wizard.choices_changed()
 
     def entered(self) -> None:
         images = self.wizard.sample_images
@@ -98,6 +164,7 @@ class LocalTestPane(StepPane):
         select.disabled = not images
         if images and not self.state.image_path:
             self.query_one("#image-path", Input).value = str(images[0])
+        self.show_server_choice()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "sample-images" and isinstance(event.value, str):
@@ -127,6 +194,8 @@ class LocalTestPane(StepPane):
             self.query_one("#image-path", Input).value = str(path)
 
     def _problem(self) -> str | None:
+        if self.state.test_server == "container" and built_image(self.state.run_dir) is None:
+            return NO_IMAGE
         return image_problem(self.state.image_path) or requests_problem(self.state.requests)
 
     def run_step(self) -> None:
@@ -140,19 +209,26 @@ class LocalTestPane(StepPane):
         if problem:
             return
         self.query_one("#triton-log", EventLog).clear()
-        self.query_one(ProgressPanel).plan(list(TITLES.items()))
-        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests))
-        self.start_run(["serve-local", "test"], options, title="Local test")
+        self.query_one(ProgressPanel).plan(self._plan())
+        self.served_by = SOURCE
+        # The image holds the model only (its build context copies the model's folder, not the image ensemble
+        # beside it), so the container is tested through the tensor path.
+        container = self.state.test_server == "container"
+        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests),
+                             ensemble=False if container else None)
+        self.start_run(self._steps(), options, title="Local test")
 
     def handle_event(self, event: Event) -> None:
         self.query_one(ProgressPanel).apply(event)
         self.query_one("#triton-log", EventLog).add_event(event)
+        if isinstance(event, StepFinished) and event.step == "run-local":
+            self.served_by = container_source(event.result)
         if isinstance(event, StepFinished) and event.step == "test":
             self.show_result(event.result)
 
     def show_result(self, result: Any) -> None:
         self.state.results["test"] = result
-        self.query_one(ResultsView).show_result(result, source=SOURCE)
+        self.query_one(ResultsView).show_result(result, source=self.served_by)
         out = self.state.workdir / "results" / f"{Path(result.image).stem}-predictions.png"
         self._annotate(result, out, self.state.run_dir)
 
@@ -178,10 +254,14 @@ class LocalTestPane(StepPane):
 
     def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
         if interrupted:      # starting it or testing with it: either way the run closed the server
+            if SERVE_STEP["container"] in self.query_one(ProgressPanel).rows:
+                return "the container was stopped and removed; nothing is left running"
             return "the local Triton server was stopped; nothing is left running"
         return "nothing was left running"
 
     def quit_consequence(self) -> str:
+        if SERVE_STEP["container"] in self.query_one(ProgressPanel).rows:
+            return "the test container is stopped and removed"
         return "the local Triton server is stopped"
 
 

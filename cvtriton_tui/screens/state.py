@@ -32,8 +32,8 @@ STEP_TITLES: dict[str, str] = {
 # Which wizard step shows a core pipeline step's events (sidebar status, resume target).
 CORE_STEP_PANE: dict[str, str] = {
     "project": "train", "upload": "train", "train": "train", "publish": "train", "export": "train",
-    "import": "package", "repository": "package", "build": "package", "push": "package",
-    "serve-local": "local-test", "test": "local-test",
+    "import": "package", "repository": "package", "package": "package", "build": "package", "push": "package",
+    "run-local": "local-test", "serve-local": "local-test", "test": "local-test",
     "deploy": "deploy", "endpoint-test": "results", "cleanup": "cleanup",
 }
 INSTANCE_TYPES: tuple[tuple[str, str], ...] = (
@@ -69,7 +69,9 @@ class WizardState:
     new_name: str = ""
     new_task: str = ""
     new_domain: str = ""
+    build_image: bool = False                  # local target: Package & build also builds the Triton image
     # local test
+    test_server: str = "local"                 # "local" (tritonserver here) | "container" (the built image)
     image_path: str = ""
     requests: str = "20"
     # deploy (the endpoint name is the ENDPOINT_NAME setting)
@@ -122,6 +124,15 @@ class WizardState:
         across both front ends. Absolute, so a relative --workdir works for the local Triton too."""
         folder = local_run_dir(self.workdir) if self.target == "local" else self.workdir
         return folder.resolve()   # absolute: the local Triton gets absolute paths whatever the current folder
+
+
+def image_steps(state: WizardState, target: str | None = None) -> tuple[str, ...]:
+    """The Triton image steps Package & build runs after import and repository on ``target`` (default: the
+    current one): always for Azure, on request for Local; push only for Azure and only with IMAGE_REGISTRY."""
+    target = target or state.target
+    if target != "azure" and not state.build_image:
+        return ()
+    return ("package", "build", "push") if target == "azure" and state.value("IMAGE_REGISTRY") else ("package", "build")
 
 
 def customvision_available() -> bool:

@@ -48,7 +48,7 @@ class StepRow(Vertical):
             yield Label(self.step_title, classes="step-title")
             yield ProgressBar(total=100, show_eta=False, classes="step-bar")
             yield Label("", classes="step-timing")
-        yield Label("", classes="step-message")
+        yield Label("", classes="step-message", markup=False)   # core text: "[...]" is not markup
 
     def on_mount(self) -> None:
         early, self._early = self._early or [], None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -72,3 +73,39 @@ def tritonservers_for(workdir: Path) -> list[int]:
         if "tritonserver" in cmdline and marker in cmdline:
             pids.append(int(entry.name))
     return [p for p in pids if p != os.getpid()]
+
+
+# The Triton image walks: the real Docker daemon (DOCKER_HOST) and the stand-in Triton base image.
+HINT = ("start a Docker daemon for these tests: bash scripts/image-services.sh .venv/bin/pytest "
+        "tests/tui/test_image_panes.py (or export DOCKER_HOST=unix:///path/to/docker.sock)")
+SESSION = secrets.token_hex(3)     # in the name of every model (and so image) a walk builds
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Any:
+    import docker
+    import docker.errors
+
+    try:
+        api = docker.APIClient(**docker.utils.kwargs_from_env(), version="auto", timeout=120)
+        api.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means the same here: no daemon
+        pytest.fail(f"no Docker daemon reachable ({type(exc).__name__}) — {HINT}", pytrace=False)
+    yield api
+    for image in api.images():          # the images the walks built (their model names carry SESSION)
+        for tag in image.get("RepoTags") or []:
+            if SESSION in tag:
+                try:
+                    api.remove_image(tag)
+                except docker.errors.APIError:  # already gone, or still used by another test's image
+                    pass
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def standin_base(docker_api: Any, request: pytest.FixtureRequest) -> str:
+    """The stand-in for the official Triton image (see cvtriton_standins.triton_base_image)."""
+    from cvtriton_standins.triton_base_image import ensure_base_image
+
+    cache = Path(request.config.cache.mkdir("cvtriton-standin"))
+    return ensure_base_image(cache, api=docker_api, log=lambda line: print(f"[standin] {line}"))
