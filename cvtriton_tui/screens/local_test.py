@@ -211,11 +211,9 @@ class LocalTestPane(StepPane):
         self.query_one("#triton-log", EventLog).clear()
         self.query_one(ProgressPanel).plan(self._plan())
         self.served_by = SOURCE
-        # The image holds the model only (its build context copies the model's folder, not the image ensemble
-        # beside it), so the container is tested through the tensor path.
-        container = self.state.test_server == "container"
-        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests),
-                             ensemble=False if container else None)
+        # The image carries the repository's image ensemble and its Custom Vision route: the test answers
+        # every way the server serves (tensors, image bytes, and the route in a container).
+        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests))
         self.start_run(self._steps(), options, title="Local test")
 
     def handle_event(self, event: Event) -> None:
