@@ -149,7 +149,7 @@ class Work:
 
 
 @pytest.fixture
-def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str) -> Callable[..., Any]:
+def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str, pillow_wheels: Path) -> Callable[..., Any]:
     """``await workfolder(model_dir, key)``: import → repository → package → build → registry-login → push into
     the workspace's registry, as the user's run does. Returns a :class:`Work`."""
     from cvtriton_core.steps.azureml_steps import RegistryLogin
@@ -158,7 +158,7 @@ def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str) -> Callable
         name = f"{key}-{SESSION}"
         # no IMAGE_REGISTRY: push goes to the workspace's registry, which registry-login reads from Azure
         values = {**azure.settings(), "MODEL_NAME": name, "TRITON_BASE_IMAGE": standin_base,
-                  "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}"}
+                  "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}"}
         work = Work(tmp_path / f"work-{key}", values, name, Path(model_dir))
         steps = [ImportModel(Path(model_dir)), WriteRepository()]
         if push:

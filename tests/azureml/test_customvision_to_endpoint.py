@@ -19,7 +19,7 @@ STEPS = ["project", "export", "import", "repository", "package", "build", "regis
          "endpoint-test", "delete"]
 
 
-async def test_customvision_export_to_tested_endpoint(azure, standin_base, tmp_path, test_image, kit):
+async def test_customvision_export_to_tested_endpoint(azure, standin_base, pillow_wheels, tmp_path, test_image, kit):
     with CustomVisionEmulator(TRAINING_KEY, prediction_key=PREDICTION_KEY,
                               delays=Delays(training_s=0.05, export_s=0.05)) as cv:
         project_id = cv.add_project(f"colours-{kit.session}", published_name="prod")
@@ -29,7 +29,7 @@ async def test_customvision_export_to_tested_endpoint(azure, standin_base, tmp_p
                              "VISION_ITERATION_ID": iteration_id, "VISION_PREDICTION_ENDPOINT": cv.url,
                              "VISION_PREDICTION_KEY": PREDICTION_KEY, "VISION_PUBLISH_ITERATION_NAME": "prod",
                              "MODEL_NAME": f"colours-{kit.session}", "TRITON_BASE_IMAGE": standin_base,
-                             "ENDPOINT_NAME": f"cv-{kit.session}"})
+                             "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": f"cv-{kit.session}"})
         options = RunOptions(image=test_image, requests=5, azure=AzureOptions(poll_s=kit.poll_s))
         events = await kit.collect(build_steps(STEPS, options), RunContext.create(settings, tmp_path / "work"))
         tested = kit.result_of(events, "endpoint-test")

@@ -74,15 +74,6 @@ def standin_base(docker_api: Any, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def pillow_wheels(request: pytest.FixtureRequest) -> Path:
-    """A folder with the Pillow wheel for the stand-in's Python: the image builds get it through
-    IMAGE_PIP_WHEELS, since the stand-in (like the official image) has no Pillow and the build no network."""
-    from cvtriton_standins.triton_base_image import pillow_wheels as download
-
-    return download(Path(request.config.cache.mkdir("cvtriton-standin")), log=lambda line: print(f"[pillow] {line}"))
-
-
-@pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory):
     """An open registry: the one .ci/run started (CVTRITON_TEST_REGISTRY), else one of our own."""
     if os.environ.get("CVTRITON_TEST_REGISTRY"):

@@ -29,10 +29,10 @@ def emulator():
 
 
 @pytest.fixture
-def azure_env(in_tmp: Path, emulator: CustomVisionEmulator, standin_base: str) -> Path:
+def azure_env(in_tmp: Path, emulator: CustomVisionEmulator, standin_base: str, pillow_wheels: Path) -> Path:
     env = in_tmp / ".env"
     env.write_text(env_text(**AZURE, VISION_TRAINING_ENDPOINT=emulator.url, VISION_TRAINING_KEY=TRAINING_KEY,
-                            TRITON_BASE_IMAGE=standin_base))
+                            TRITON_BASE_IMAGE=standin_base, IMAGE_PIP_WHEELS=str(pillow_wheels)))
     return env
 
 

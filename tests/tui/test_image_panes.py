@@ -43,8 +43,9 @@ def log_text(pane: Any) -> str:
 
 
 async def test_build_then_test_the_image_in_docker_and_it_is_removed(in_tmp: Path, docker_api: Any,
-                                                                     standin_base: str) -> None:
+                                                                     standin_base: str, pillow_wheels: Path) -> None:
     (in_tmp / ".env").write_text(env_text(MODEL_NAME=MODEL, MODEL_VERSION="1", TRITON_BASE_IMAGE=standin_base,
+                                          IMAGE_PIP_WHEELS=str(pillow_wheels),
                                           VISION_PREDICTION_KEY=PREDICTION_KEY), encoding="utf-8")
     workdir = Path("work")
     run_dir = (workdir / "local").resolve()
