@@ -15,7 +15,8 @@ from cvtriton_tui.screens.confirm import ConfirmScreen
 from cvtriton_tui.screens.state import core_steps_available
 from cvtriton_tui.widgets.event_log import EventLog
 
-UNAVAILABLE = "Azure ML adapter not available yet: deleting endpoints needs it. Until then delete it with"
+UNAVAILABLE = ("This pane does not delete yet: run `cvtriton-tui run --steps delete --delete endpoint` "
+               "headless, or delete it with")
 
 
 def delete_command(endpoint: str, resource_group: str, workspace: str) -> str:

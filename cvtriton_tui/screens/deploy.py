@@ -24,8 +24,9 @@ from cvtriton_tui.widgets.timeline import Timeline
 # The core's deploy step is registered and runs headless (cvtriton-tui run --steps deploy); this pane does
 # not hand its fields to it yet, so it must not run the step with defaults in their place.
 PANE_DRIVES_STEP = False
-UNAVAILABLE = ("Azure ML adapter not available yet: deploying needs it. What you enter here is kept and "
-               "checked now; the provisioning timeline and the container log will stream here once it lands.")
+UNAVAILABLE = ("This pane does not run the deploy yet: run it headless with `cvtriton-tui run --steps "
+               "registry-login,push,deploy` (live state and container log in the terminal). What you enter here is "
+               "kept and checked now.")
 
 
 def deploy_problems(endpoint: str, deployment: str, count: str, traffic: str) -> dict[str, str]:

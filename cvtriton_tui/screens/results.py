@@ -16,8 +16,8 @@ from cvtriton_tui.widgets.results_view import ResultsView
 # The core's endpoint-test step is registered and runs headless (cvtriton-tui run --steps endpoint-test); this pane does
 # not hand its fields to it yet, so it must not run the step with defaults in their place.
 PANE_DRIVES_STEP = False
-UNAVAILABLE = ("Azure ML adapter not available yet: testing the endpoint needs it. The Local test step "
-               "shows these results for the same model served by Triton on this machine.")
+UNAVAILABLE = ("This pane does not test the endpoint yet: run `cvtriton-tui run --steps endpoint-test --image "
+               "IMG` headless. The Local test step shows these results for the same model served on this machine.")
 LOCAL_SOURCE = "the local Triton on this machine (Local test step), not the endpoint"
 
 

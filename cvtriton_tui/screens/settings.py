@@ -300,9 +300,21 @@ async def _check_service(service: str, settings: Settings) -> str:
 
         return await CustomVisionService.from_settings(settings).check_connection()
     if service == "azureml":
-        raise UserError("the Azure ML adapter is not available yet",
-                        "deploy, endpoint test and cleanup will use it once it lands; the Local target works now")
+        return await asyncio.to_thread(_check_workspace, settings)
     return await asyncio.to_thread(_find_local_triton)
+
+
+def _check_workspace(settings: Settings) -> str:
+    """Sign in (DefaultAzureCredential) and read the workspace and its registry from Resource Manager."""
+    from cvtriton_core.adapters.azureml import AzureML
+    from cvtriton_core.steps.azureml_common import WORKSPACE_SETTINGS
+
+    settings.require(*WORKSPACE_SETTINGS)
+    settings.require_valid(*WORKSPACE_SETTINGS)
+    az = AzureML(settings["AZURE_SUBSCRIPTION_ID"], settings["AZUREML_RESOURCE_GROUP"], settings["AZUREML_WORKSPACE"])
+    workspace = az.workspace()
+    registry = az.registry(workspace.registry_id).login_server if workspace.registry_id else "no registry attached"
+    return f"workspace {workspace.name} in {workspace.location}; registry {registry}"
 
 
 def _find_local_triton() -> str:
