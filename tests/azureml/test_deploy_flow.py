@@ -76,7 +76,8 @@ async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfol
     assert states(events, "deployment", "blue")[-1] == "Succeeded"
     triton_lines = [e.line for e in events if isinstance(e, LogLine) and e.source == "inference-server"]
     loaded = [line for line in triton_lines if "successfully loaded" in line]
-    assert len(loaded) == 1, triton_lines            # streamed live, each container line once
+    # streamed live, each container line once: the model and the image ensemble's three entries, no repeats
+    assert len(loaded) == len(set(loaded)) == 4, triton_lines
     assert any("Started HTTPService" in line for line in triton_lines), triton_lines
     tested = kit.result_of(events, "endpoint-test")
     same_predictions(list(tested.predictions), want)
