@@ -204,7 +204,7 @@ async def test_an_interrupted_upload_resumes_with_the_images_not_yet_sent(cv_emu
 def test_a_run_interrupted_while_training_resumes_without_training_twice(cv_emulator, cv_env,
                                                                          make_classification_folder, run_cli, tmp_path):
     images = make_classification_folder({"red": 5, "green": 5})
-    cv_emulator.store.training_s = 2.0
+    cv_emulator.store.training_s = 8.0    # long enough that a loaded machine still interrupts it mid-training
     env, workdir = cv_env(), tmp_path / "work"
     cmd = [sys.executable, "-m", "cvtriton_tui", "--env-file", str(env), "--workdir", str(workdir), "run", "--steps",
            STEPS, "--images", str(images), "--json"]

@@ -240,7 +240,7 @@ async def test_quitting_with_unsaved_settings_asks_and_cancel_keeps_the_wizard(l
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 5, "the unsaved question")
         await pilot.press("d")                            # Discard
-        await wait_for(pilot, lambda: not app.is_running, 10, "the wizard to close")
+        await wait_for(pilot, lambda: not app.is_running, 30, "the wizard to close")
     assert local_env.read_text() == before
 
 
@@ -252,7 +252,7 @@ async def test_quitting_with_unsaved_settings_can_save_them(local_env: Path) -> 
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 5, "the unsaved question")
         await pilot.press("enter")                        # Save and quit is focused
-        await wait_for(pilot, lambda: not app.is_running, 10, "the wizard to close")
+        await wait_for(pilot, lambda: not app.is_running, 30, "the wizard to close")
     assert "AZURE_LOCATION=northeurope\n" in local_env.read_text()
 
 
@@ -294,7 +294,7 @@ async def test_choices_survive_a_restart(local_env: Path) -> None:
         app.main.pane("settings").action_save()
         await wait_for(pilot, lambda: "VISION_EXPORT_FLAVOR=ONNXFloat16" in local_env.read_text(), 10, "the save")
         await pilot.press("ctrl+q")
-        await wait_for(pilot, lambda: not app.is_running, 10, "the wizard to close")
+        await wait_for(pilot, lambda: not app.is_running, 30, "the wizard to close")
     saved = json.loads((workdir / "wizard-choices.json").read_text())
     assert saved["model_path"] == "my-export.zip"
 
