@@ -115,7 +115,13 @@ export CVTRITON_TEST_REGISTRY="127.0.0.1:$open_port" CVTRITON_TEST_REGISTRY_AUTH
 log "registries on $CVTRITON_TEST_REGISTRY (open) and $CVTRITON_TEST_REGISTRY_AUTH (htpasswd)"
 
 status=0
-"$@" <&0 &        # in the background so a signal reaches the traps at once (wait is interruptible)
+# In the background so a signal reaches the traps at once (wait is interruptible). A background command of a
+# script starts with SIGINT and SIGQUIT ignored, and so would every process it starts (a test that interrupts
+# a run with SIGINT would see it ignored): the command gets their default dispositions back before it runs.
+"$PY" -c 'import os, signal, sys
+for sig in (signal.SIGINT, signal.SIGQUIT):
+    signal.signal(sig, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@" <&0 &
 child=$!
 wait "$child" || status=$?
 child=
