@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvtriton_core.events import Event, StepFailed, StepFinished
-from cvtriton_core.pipeline import RunContext, run_steps
+from cvtriton_core.pipeline import RunContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.image_steps import BuildImage, PackageImage, PushImage
 from cvtriton_core.steps.local_target import ImportModel, WriteRepository
 from cvtriton_standins.azure_world import AzureWorld
+from cvtriton_standins.run_events import collect, failures, result_of
 from cvtriton_standins.triton_base_image import ensure_base_image
 
 SESSION = secrets.token_hex(3)
@@ -114,21 +114,6 @@ def test_image(tmp_path: Path) -> Path:
     path = tmp_path / "test.jpg"
     Image.fromarray(pixels).save(path, quality=95)
     return path
-
-
-async def collect(steps: list, run: RunContext) -> list[Event]:
-    return [event async for event in run_steps(steps, run)]
-
-
-def failures(events: list[Event]) -> list[StepFailed]:
-    return [e for e in events if isinstance(e, StepFailed)]
-
-
-def result_of(events: list[Event], step: str) -> Any:
-    for event in events:
-        if isinstance(event, StepFinished) and event.step == step:
-            return event.result
-    raise AssertionError(f"step {step} did not finish: {[(e.message, e.details[-800:]) for e in failures(events)]}")
 
 
 @dataclass
