@@ -1,7 +1,9 @@
 """Fixtures for the Azure ML tests: one offline Azure per session (test CA, managed-identity endpoint, the
-registry behind ACR's token service, the Resource Manager emulator with Docker-backed deployments), selected
-by the standard variables only (``ARM_CLOUD_METADATA_URL``, ``REQUESTS_CA_BUNDLE``, ``IDENTITY_ENDPOINT``,
-``IDENTITY_HEADER``); the emulator is reset between tests. Needs the Docker Engine at ``DOCKER_HOST`` and
+registry behind ACR's token service, the workspace's blob storage (Azurite behind the blob proxy), the Resource
+Manager emulator with Docker-backed deployments), selected by the standard variables only
+(``ARM_CLOUD_METADATA_URL``, ``REQUESTS_CA_BUNDLE``, ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``, ``HTTPS_PROXY``,
+``NO_PROXY``); the emulator, the proxy's counters and the storage are reset between tests. Azurite comes from
+``scripts/bootstrap.sh`` (npm). Needs the Docker Engine at ``DOCKER_HOST`` and
 Debian's ``docker-registry``; the stand-in Triton base image is built once and cached
 (``cvtriton_standins.triton_base_image``).
 
@@ -55,9 +57,10 @@ def docker_api() -> Any:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any):
+def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, standin_base: str):
     mp = pytest.MonkeyPatch()
     with AzureWorld(tmp_path_factory.mktemp("azure"), time_scale=TIME_SCALE) as azure:
+        azure.arm.triton_image = standin_base     # Azure ML's own Triton image for no-code deployments
         for name, value in azure.env().items():
             mp.setenv(name, value)
         for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZUREML_CURRENT_CLOUD"):
@@ -75,6 +78,8 @@ def azure(world: AzureWorld):
     """The session's offline Azure, emptied before the test (endpoints, faults, quota)."""
     world.arm.reset()
     world.issuer.reset()
+    world.proxy.reset()
+    world.empty_storage()
     world.arm.time_scale = TIME_SCALE
     world.arm.attach_registry(world.registry.login_server, world.registry.system_pull_auth_for)
     yield world

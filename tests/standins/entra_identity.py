@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
+from cvtriton_standins.http_servers import serve_in_thread, stop_server
 from cvtriton_standins.jwt_signer import JwtSigner
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
@@ -129,17 +130,12 @@ class IdentityServer:
 
     def start(self) -> "IdentityServer":
         handler = type("Handler", (_IdentityHandler,), {"owner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="identity-standin", daemon=True).start()
+        self._server = serve_in_thread(handler, "identity-standin")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def __enter__(self) -> "IdentityServer":
         return self.start()
