@@ -69,7 +69,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, standin_bas
             yield azure
         finally:
             mp.undo()
-    leftovers = docker_api.containers(all=True, filters={"label": "cvtriton.standin.emulator"})
+    # this world's containers only: other test runs may share the Docker daemon
+    leftovers = docker_api.containers(all=True, filters={"label": f"cvtriton.standin.emulator={azure.arm.id}"})
     assert not leftovers, f"emulated deployments left containers: {[c['Names'] for c in leftovers]}"
 
 
@@ -141,14 +142,17 @@ class Work:
 @pytest.fixture
 def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str, pillow_wheels: Path) -> Callable[..., Any]:
     """``await workfolder(model_dir, key)``: import → repository → package → build → registry-login → push into
-    the workspace's registry, as the user's run does. Returns a :class:`Work`."""
+    the workspace's registry, as the user's run does (``push=False``: import → repository only; keyword
+    arguments are more settings). Returns a :class:`Work`."""
     from cvtriton_core.steps.azureml_steps import RegistryLogin
 
-    async def make(model_dir: Path, key: str = "m", *, endpoint: str | None = None, push: bool = True) -> Work:
+    async def make(model_dir: Path, key: str = "m", *, endpoint: str | None = None, push: bool = True,
+                   **settings: str) -> Work:
         name = f"{key}-{SESSION}"
         # no IMAGE_REGISTRY: push goes to the workspace's registry, which registry-login reads from Azure
         values = {**azure.settings(), "MODEL_NAME": name, "TRITON_BASE_IMAGE": standin_base,
-                  "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}"}
+                  "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}",
+                  **settings}
         work = Work(tmp_path / f"work-{key}", values, name, Path(model_dir))
         steps = [ImportModel(Path(model_dir)), WriteRepository()]
         if push:
@@ -162,9 +166,19 @@ def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str, pillow_whee
     return make
 
 
+def same_predictions(got: list[dict], want: list[dict]) -> None:
+    """Predictions in the shape ``local --json`` prints agree: labels in order, probabilities and boxes."""
+    assert [p["label"] for p in got] == [p["label"] for p in want]
+    np.testing.assert_allclose([p["probability"] for p in got], [p["probability"] for p in want], rtol=1e-4, atol=1e-5)
+    for g, w in zip(got, want):
+        assert ("box" in g) == ("box" in w)
+        if "box" in w:
+            np.testing.assert_allclose(list(g["box"].values()), list(w["box"].values()), atol=1e-4)
+
+
 @pytest.fixture
 def kit() -> Any:
     import types
 
     return types.SimpleNamespace(collect=collect, failures=failures, result_of=result_of, session=SESSION,
-                                 poll_s=POLL_S, build_variant=build_variant)
+                                 poll_s=POLL_S, build_variant=build_variant, same_predictions=same_predictions)
