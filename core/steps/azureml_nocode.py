@@ -10,13 +10,16 @@ its deployment names a ``triton_model`` asset instead of an image.
   the source Custom Vision iteration (``<first 8 hex digits of the iteration id>-<MODEL_VERSION>``) when the
   model is this run's export, else after the repository's content (``sha-<12 hex digits>``). It is tagged with
   the repository's sha256: an existing version with the same digest is reused (nothing uploaded), one with
-  another digest is refused (Azure ML model versions cannot change).
+  another digest is refused (Azure ML model versions cannot change). The upload runs in a daemon thread
+  (:func:`in_daemon_thread`) so that a cancel or a terminated run never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,8 +145,8 @@ async def register(ctx: StepContext, az: Any, repo: Path, plan: AssetPlan) -> tu
                      done=sent, total=total)
 
     ctx.progress(f"Registering model asset {plan.name}:{plan.version} (version from {plan.origin})")
-    asset, upload = await ctx.blocking(az.register_triton_model, plan.name, plan.version, repo, tags=plan.tags,
-                                       description="Triton model repository (cvtriton-tui)", on_progress=progress)
+    asset, upload = await in_daemon_thread(az.register_triton_model, plan.name, plan.version, repo, tags=plan.tags,
+                                           description="Triton model repository (cvtriton-tui)", on_progress=progress)
     if upload.bytes_sent:
         ctx.log(f"uploaded {upload.files_sent} files ({upload.bytes_sent / 1e6:.2f} MB) to the workspace's "
                 f"default datastore; registered {asset.reference}")
@@ -152,3 +155,33 @@ async def register(ctx: StepContext, az: Any, repo: Path, plan: AssetPlan) -> tu
                 f"{asset.reference} without uploading")
     ctx.state.set(**{STATE_MODEL_ASSET: asset.reference})
     return asset, upload
+
+
+async def in_daemon_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``fn`` in a daemon thread: a cancelled step stops waiting at once and a process that exits does not wait
+    for it (an upload can take minutes; the SDK cannot be interrupted). The SDK registers the asset only after
+    every file is uploaded, so an upload cut short registers nothing; one left running in a process that goes
+    on (the wizard) finishes and registers the complete asset, which the next deploy reuses."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(*args, **kwargs), None)
+        except BaseException as exc:   # noqa: BLE001 - handed to the awaiting step
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:           # the loop is gone: nobody waits any more
+            pass
+
+    threading.Thread(target=work, name="cvtriton-model-upload", daemon=True).start()
+    return await future
