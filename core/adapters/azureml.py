@@ -146,8 +146,13 @@ class DeploymentSpec:
 
     @property
     def serves(self) -> str:
-        """What the deployment runs: the image, or (no-code) the model asset."""
+        """What the deployment runs: the image, or (no-code) the model asset's ARM id."""
         return self.model or self.image
+
+    @property
+    def shown(self) -> str:
+        """``serves`` as a user reads it: the image, or ``azureml:NAME:VERSION``."""
+        return asset_reference(self.model) if self.model else self.image
 
 
 @dataclass(frozen=True, repr=False)
@@ -454,6 +459,14 @@ def _deployment_info(dep: Any, endpoint: str) -> DeploymentInfo:
     return DeploymentInfo(name=str(dep.name), endpoint=endpoint, state=_state(dep.provisioning_state),
                           instance_type=str(dep.instance_type or ""), instance_count=int(dep.instance_count or 1),
                           image=image, model="" if image else (model or ""))
+
+
+def asset_reference(arm_id: str) -> str:
+    """``…/models/NAME/versions/VERSION`` -> ``azureml:NAME:VERSION`` (other text unchanged)."""
+    parts = arm_id.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "versions" and parts[-4] == "models":
+        return f"azureml:{parts[-3]}:{parts[-1]}"
+    return arm_id
 
 
 def families_usage(usages: Iterable[Usage], family: str) -> Usage | None:

@@ -298,7 +298,7 @@ class Deploy:
         from cvtriton_core.steps.azureml_failures import DeployContext
 
         follower = LogFollower()
-        dctx = DeployContext(spec.endpoint, spec.name, spec.instance_type, spec.instance_count, spec.serves, region,
+        dctx = DeployContext(spec.endpoint, spec.name, spec.instance_type, spec.instance_count, spec.shown, region,
                              window_s, created, no_code=bool(spec.model))
         read = lambda: deployment_state(az, spec.endpoint, spec.name)  # noqa: E731
         logs = lambda: az.logs(spec.endpoint, spec.name, LOG_TAIL)  # noqa: E731
@@ -316,10 +316,10 @@ class Deploy:
                 and existing.instance_type.lower() == spec.instance_type.lower()
                 and existing.instance_count == spec.instance_count)
         if same:
-            ctx.log(f"deployment {spec.name} already runs {spec.serves} on {spec.instance_count} x "
+            ctx.log(f"deployment {spec.name} already runs {spec.shown} on {spec.instance_count} x "
                     f"{spec.instance_type}: nothing to change")
             return True
-        ctx.progress(f"Deploying {spec.serves} as {spec.name}")
+        ctx.progress(f"Deploying {spec.shown} as {spec.name}")
         operation = await ctx.blocking(az.begin_deployment, spec)
         try:
             await follow(ctx, resource="deployment", name=spec.name, read_state=read, operation=operation,
