@@ -78,6 +78,14 @@ async def test_no_code_deploy_test_redeploy_delete(key, tmp_path, azure, workfol
     assert any("nothing to upload" in e.line for e in events if isinstance(e, LogLine))
     assert green.traffic == {"blue": 100, "green": 0}
 
+    # the asset gone from the registry but its files still in the datastore: the SDK's content hash finds them
+    azure.arm.models.clear()
+    events = await kit.collect([Deploy(replace(base, deployment="green"))], work.run())
+    again = kit.result_of(events, "deploy")
+    assert again.model_asset == deployed.model_asset and again.uploaded_bytes == 0
+    assert asset_puts(azure) == first_puts and (name, version) in azure.arm.models
+    assert any("same content hash" in e.line for e in events if isinstance(e, LogLine))
+
     events = await kit.collect([Delete(replace(base, delete="endpoint"))], work.run())
     assert kit.result_of(events, "delete").endpoint == endpoint
     assert endpoint not in azure.arm.endpoints
