@@ -84,11 +84,12 @@ class UploadWatcher(logging.Handler):
             query = url.group(1).partition("?")[2]
             writes = method is not None and method.group(1) == "PUT" and "comp=metadata" not in query \
                 and "restype=" not in query
-            completes = writes and ("comp=block&" not in query + "&")
+            commit = "comp=blocklist" in query             # a big file's blocks put together: no file bytes
+            data = int(length.group(1)) if (writes and length and not commit) else 0
+            completes = writes and (commit or "comp=block&" not in query + "&")    # a whole file is stored
             with self._lock:
                 self.storage_host = host
-                self._pending[record.thread or 0] = (url.group(1), int(length.group(1)) if (writes and length) else 0,
-                                                     completes)
+                self._pending[record.thread or 0] = (url.group(1), data, completes)
             return
         status = _STATUS.match(text)
         if status is None:
@@ -101,10 +102,13 @@ class UploadWatcher(logging.Handler):
             if not 200 <= self.storage_status < 300:
                 return
             self.bytes_sent += pending[1]
-            self.files_sent += 1 if pending[2] and pending[1] else 0
+            self.files_sent += 1 if pending[2] else 0
             sent, files = min(self.bytes_sent, self.total), self.files_sent
-        if self._on_progress is not None and pending[1]:
-            self._on_progress(sent, self.total, files, len(self.sizes))
+        if self._on_progress is not None and (pending[1] or pending[2]):
+            try:
+                self._on_progress(sent, self.total, files, len(self.sizes))
+            except RuntimeError:           # the run's event loop is gone (a cancelled step's upload goes on)
+                pass
 
     def __enter__(self) -> "UploadWatcher":
         logger = logging.getLogger(HTTP_LOG)
