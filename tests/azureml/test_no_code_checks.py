@@ -97,3 +97,25 @@ def test_the_repository_digest_follows_content_and_names(tmp_path):
     assert repository_digest(a) == repository_digest(b)
     (b / "m" / "1" / "model.onnx").write_bytes(b"other")
     assert repository_digest(a) != repository_digest(b)
+
+
+def test_asset_named_after_the_model_and_versioned_after_the_source_iteration(tmp_path):
+    from types import SimpleNamespace
+
+    from cvtriton_core.adapters.azureml import asset_reference
+    from cvtriton_core.steps.azureml_nocode import DIGEST_TAG, plan_asset
+
+    repo = repository(tmp_path)
+    export = tmp_path / "export"
+    export.mkdir()
+    state = {"model_source": str(export), "export_dir": str(export), "project_id": "p-1",
+             "export_iteration": "3f2a9c1d-0000-4000-8000-000000000001"}
+    ctx = SimpleNamespace(state=SimpleNamespace(get=state.get))
+    plan = plan_asset(ctx, repo, "shelf.v2", "3")
+    assert (plan.name, plan.version) == ("shelf-v2", "3f2a9c1d-3")
+    assert plan.tags[DIGEST_TAG] == repository_digest(repo) and plan.tags["source.iteration"].startswith("3f2a9c1d")
+    state["model_source"] = str(tmp_path / "elsewhere")       # not this run's export: versioned by content
+    plan = plan_asset(ctx, repo, "shelf.v2", "3")
+    assert plan.version == f"sha-{repository_digest(repo)[:12]}" and "source.iteration" not in plan.tags
+    assert asset_reference("/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/"
+                           "workspaces/w/models/shelf-v2/versions/3f2a9c1d-3") == "azureml:shelf-v2:3f2a9c1d-3"
