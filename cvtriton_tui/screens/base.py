@@ -125,8 +125,8 @@ class StepPane(VerticalScroll):
         self.app.notify("This step has nothing to run — use Next (Ctrl+N).", severity="information")
 
     # runs ---------------------------------------------------------------------------------------------
-    def start_run(self, names: list[str], options: Any, *, title: str) -> bool:
-        run_id = self.wizard.start_run(self, names, options, title=title)
+    def start_run(self, names: list[str], options: Any, *, title: str, record: bool = True) -> bool:
+        run_id = self.wizard.start_run(self, names, options, title=title, record=record)
         if run_id is None:
             return False
         self.run_id = run_id

@@ -188,11 +188,12 @@ def test_results(snap_compare, azure_app: WizardApp) -> None:
     assert snap_compare(azure_app, terminal_size=SIZE, run_before=at("results"))
 
 
-def test_cleanup_with_an_endpoint_left_running(snap_compare, in_tmp: Path) -> None:
+def test_cleanup_with_an_endpoint_left_running(snap_compare, in_tmp: Path, azure_looks) -> None:
+    from cvtriton_core.adapters.azureml import EndpointInfo
+
+    azure_looks.endpoints = [EndpointInfo("cv-triton-old", "key", "Succeeded", "https://cv-triton-old/score",
+                                          {"blue": 100})]
     Path(".env").write_text(env_text(**AZURE))
-    state = RunState.load(Path("work"))
-    state.set(endpoint_name="cv-triton-old")
-    state.mark("deploy", "done", "deployed")
     app = WizardApp(Path(".env"), Path("work"))
     assert snap_compare(app, terminal_size=SIZE, run_before=at("cleanup"))
 
