@@ -5,6 +5,7 @@ goes. Endpoints bill per hour while they exist."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -75,16 +76,18 @@ class CleanupPane(StepPane):
         yield EventLog(id="cleanup-log", title="Cleanup log")
         yield Static("", id="cleanup-note")
 
-    def setup(self) -> None:
-        self.entered()
-
     # ------------------------------------------------------------------ what exists
-    def entered(self) -> None:
+    def setup(self) -> None:
         self.query_one("#deployment-row").display = self.state.delete_target == "deployment"
         self.show_found()
         self.show_hint()
-        if self.endpoint() and self.overview is None and not self.running:
-            self.look(self.endpoint())
+
+    def entered(self) -> None:
+        """Shown: list again what exists (a deploy since the last listing may have created an endpoint)."""
+        self.show_found()
+        self.show_hint()
+        if not self.running and azure_reads.workspace_known(self.state.effective_settings()):
+            self.list_again()
 
     def show_hint(self) -> None:
         command = delete_command(self.endpoint() or self.state.value("ENDPOINT_NAME"),
@@ -140,7 +143,7 @@ class CleanupPane(StepPane):
         if not azure_reads.workspace_known(settings):
             return
         self.query_one("#cleanup-detail", Static).update(Text(f"Reading endpoint {endpoint}…", style="dim"))
-        self.run_worker(self._look(settings, endpoint), group="cleanup-look", exclusive=True, exit_on_error=False,
+        self.run_worker(partial(self._look, settings, endpoint), group="cleanup-look", exclusive=True, exit_on_error=False,
                         description="Reading the endpoint")
 
     async def _look(self, settings: Any, endpoint: str) -> None:
@@ -181,7 +184,7 @@ class CleanupPane(StepPane):
         if not azure_reads.workspace_known(settings):
             self.app.notify("Set the Azure ML workspace on the Settings step first.", severity="warning")
             return
-        self.run_worker(self._list(settings), group="cleanup-list", exclusive=True, exit_on_error=False,
+        self.run_worker(partial(self._list, settings), group="cleanup-list", exclusive=True, exit_on_error=False,
                         description="Listing this tool's endpoints")
 
     async def _list(self, settings: Any) -> None:

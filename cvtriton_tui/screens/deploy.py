@@ -12,6 +12,7 @@ read, or a finished deploy or traffic step), never one merely asked for."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -146,7 +147,7 @@ class DeployPane(StepPane):
                                "what the endpoint serves now.", style="dim"))
             return
         status.update(Text(f"Reading endpoint {name} from Azure ML…", style="dim"))
-        self.run_worker(self._look(settings, name), group="deploy-look", exclusive=True, exit_on_error=False,
+        self.run_worker(partial(self._look, settings, name), group="deploy-look", exclusive=True, exit_on_error=False,
                         description="Reading the endpoint")
 
     async def _look(self, settings: Any, name: str) -> None:

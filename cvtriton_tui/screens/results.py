@@ -8,6 +8,7 @@ that answered; Custom Vision's own answer to the same image sits beside it when 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,7 @@ class ResultsPane(StepPane):
         self._annotate(as_test_result(result), out, self.state.run_dir)
 
     def _annotate(self, result: Any, out: Path, run_dir: Path) -> None:
-        self.run_worker(self._draw(result, out, run_dir), group="endpoint-annotate", exclusive=True,
+        self.run_worker(partial(self._draw, result, out, run_dir), group="endpoint-annotate", exclusive=True,
                         exit_on_error=False, description="Drawing the predictions")
 
     async def _draw(self, result: Any, out: Path, run_dir: Path) -> None:

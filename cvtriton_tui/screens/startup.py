@@ -4,6 +4,7 @@ endpoints this tool created that still exist there (found by their tag; they cos
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cvtriton_core.errors import UserError
@@ -101,7 +102,7 @@ def remind_endpoints(app: "WizardApp") -> None:
     run, and give the list to the Cleanup step. No workspace in the settings: Azure is not asked."""
     settings = app.state.effective_settings()
     if azure_reads.workspace_known(settings):
-        app.run_worker(_remind(app, settings), group="endpoint-reminder", exclusive=True, exit_on_error=False,
+        app.run_worker(partial(_remind, app, settings), group="endpoint-reminder", exclusive=True, exit_on_error=False,
                        description="Looking for endpoints this tool created")
 
 

@@ -104,9 +104,9 @@ async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path, azure
         await started(pilot)
         await wait_for(pilot, lambda: "tool_endpoints" in app.state.results, 10, "the reminder's listing")
         assert azure_looks.calls.count("tool_endpoints") == 1
-        messages = [n.message for n in app._notifications]
-        assert ("2 endpoint(s) created by this tool are still running: cv-triton-old, cv-triton-older — Cleanup "
-                "deletes them.") in messages
+        reminder = ("2 endpoint(s) created by this tool are still running: cv-triton-old, cv-triton-older — "
+                    "Cleanup deletes them.")
+        await wait_for(pilot, lambda: reminder in [n.message for n in app._notifications], 10, "the reminder")
         app.action_switch_target()
         app.goto("cleanup")
         await wait_for(pilot, lambda: app.state.current == "cleanup", 5, "Cleanup")
