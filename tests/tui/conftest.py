@@ -53,6 +53,7 @@ class AzureLooks:
 
     def __init__(self) -> None:
         self.endpoints: list[Any] = []
+        self.deployments: dict[str, list[Any]] = {}       # endpoint -> DeploymentInfo
         self.calls: list[str] = []
 
     async def find(self, settings: Any) -> list[Any]:
@@ -64,7 +65,7 @@ class AzureLooks:
 
         self.calls.append(f"endpoint {endpoint}")
         found = next((e for e in self.endpoints if e.name == endpoint), None)
-        return EndpointOverview(found, ())
+        return EndpointOverview(found, tuple(self.deployments.get(endpoint, ())) if found else ())
 
 
 @pytest.fixture(autouse=True)

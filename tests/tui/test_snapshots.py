@@ -184,6 +184,28 @@ def test_deploy_with_a_bad_name(snap_compare, azure_app: WizardApp) -> None:
     assert snap_compare(azure_app, terminal_size=SIZE, run_before=before)
 
 
+def test_deploy_next_to_a_live_deployment(snap_compare, azure_app: WizardApp, azure_looks) -> None:
+    """Safe rollout: the endpoint serves blue; green is to be deployed at 0%, and the split is shown."""
+    from cvtriton_core.adapters.azureml import DeploymentInfo, EndpointInfo
+
+    azure_looks.endpoints = [EndpointInfo("cv-triton-demo", "key", "Succeeded", "https://cv-triton-demo/score",
+                                          {"blue": 100, "green": 0})]
+    azure_looks.deployments["cv-triton-demo"] = [
+        DeploymentInfo("blue", "cv-triton-demo", "Succeeded", "Standard_DS3_v2", 1),
+        DeploymentInfo("green", "cv-triton-demo", "Succeeded", "Standard_DS3_v2", 1)]
+
+    async def before(pilot) -> None:
+        await at("deploy")(pilot)
+        deploy = pilot.app.main.pane("deploy")
+        deploy.query_one("#deployment-name", Input).value = "green"
+        await wait_for(pilot, lambda: deploy.query_one("#traffic-box").display, 10, "the traffic split")
+        pilot.app.main.query_one("#steps").focus()
+        await pilot.pause()
+        deploy.scroll_to_widget(deploy.query_one("#traffic-box"), animate=False, top=True)
+        await pilot.pause()
+    assert snap_compare(azure_app, terminal_size=SIZE, run_before=before)
+
+
 def test_results(snap_compare, azure_app: WizardApp) -> None:
     assert snap_compare(azure_app, terminal_size=SIZE, run_before=at("results"))
 
