@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
-from cvtriton_core.events import Event, LayerProgress, StepFailed, StepFinished
+from cvtriton_core.events import Event, LayerProgress, StateChanged, StepFailed, StepFinished, StepStarted
 from cvtriton_core.settings import ENDPOINT_NAME
 from cvtriton_core.steps.azureml_options import AzureOptions
 from cvtriton_core.steps.registry import RunOptions
@@ -73,6 +73,8 @@ class DeployPane(StepPane):
         self.previous_split: dict[str, int] | None = None   # before the latest change this session made
         self.deployed: str | None = None   # the deployment this pane's latest deploy made
         self.run_kind = ""                 # "deploy" | "traffic": what the running run does
+        self.following: tuple[str, str, str] | None = None   # (resource, name, state) the run saw last
+        self.started_steps: set[str] = set()                   # the core steps the run started
         self._traffic_set_by_pane = False  # the traffic field holds the safe-rollout default, not a choice
 
     def compose(self) -> ComposeResult:
@@ -285,6 +287,8 @@ class DeployPane(StepPane):
         self.query_one("#container-log", EventLog).clear()
         self.query_one("#deploy-failure-box").display = False
         self.run_kind = kind
+        self.following = None
+        self.started_steps = set()
         if self.start_run(names, options, title=title, record=kind == "deploy"):
             self.show_split()
 
@@ -344,6 +348,10 @@ class DeployPane(StepPane):
         if not isinstance(event, LayerProgress):          # the push's layers: Package & build shows those
             self.query_one("#container-log", EventLog).add_event(event)
         match event:
+            case StepStarted(step=step):
+                self.started_steps.add(step)
+            case StateChanged(resource=resource, name=name, state=state):
+                self.following = (resource, name, state)
             case StepFinished(step="deploy", result=result) if result is not None:
                 self.state.results["deploy"] = result
                 self.deployed = result.deployment
@@ -354,19 +362,21 @@ class DeployPane(StepPane):
                 if not result.skipped:
                     self.previous_split = dict(result.previous)
                 self.show_split()
-            case StepFailed(cancelled=False, message=message, details=details):
-                self.show_failure(message, details)
+            case StepFailed(cancelled=False, message=message, details=details, exit_code=code, step=step):
+                # exit code 2: refused by a check before anything was created; otherwise Azure ML may hold
+                # what the deploy created (the message says what)
+                self.show_failure(message, details, created=step == "deploy" and code != 2)
 
-    def show_failure(self, message: str, details: str) -> None:
+    def show_failure(self, message: str, details: str, *, created: bool) -> None:
         text = Text()
         text.append("✖ " + message, style="bold red")
         if details:
             text.append("\n" + details.rstrip(), style="")
-        if self.run_kind == "deploy":
+        if created:
             text.append("\nWhat was created stays in Azure ML until it is deleted: Cleanup lists this tool's endpoints "
                         "and deletes the deployment or the whole endpoint.", style="yellow")
         self.query_one("#deploy-failure", Static).update(text)
-        self.query_one("#goto-cleanup").display = self.run_kind == "deploy"
+        self.query_one("#goto-cleanup").display = created
         self.query_one("#deploy-failure-box").display = True
 
     def run_finished(self, ok: bool, cancelled: bool) -> None:
@@ -379,8 +389,19 @@ class DeployPane(StepPane):
             self.show_split()
 
     def after_cancel(self, interrupted: list[str], values: dict[str, Any]) -> str:
+        """Cancelling stops following, not Azure ML: say what it had accepted and goes on there."""
         self.query_one(Timeline).cancelled("cancelled here")
-        return "an operation Azure ML had already accepted may still complete there — the endpoint is read again below"
+        resource, name, state = self.following or ("", "", "")
+        if state in ("Creating", "Updating") and resource == "deployment":
+            return (f"deployment {name} keeps provisioning in Azure ML: Deploy (F5) follows it again, Cleanup deletes "
+                    "it — the endpoint is read again above")
+        if state in ("Creating", "Updating") and resource == "endpoint":
+            what = "the traffic change" if self.run_kind == "traffic" else f"endpoint {name}"
+            return (f"{what} goes on in Azure ML ({state}): run it again to follow it — the endpoint is read again "
+                    "above")
+        if self.started_steps & {"deploy", "traffic"}:
+            return "an operation Azure ML had already accepted may still complete there — the endpoint is read again above"
+        return "nothing was created or changed in Azure ML"
 
     def quit_consequence(self) -> str:
         return "an operation Azure ML had already accepted may still complete there"

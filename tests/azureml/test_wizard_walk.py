@@ -2,7 +2,8 @@
 the wire, deployments really run in Docker) and the Custom Vision emulator: Project → Train & export →
 Package & build → Deploy (live provisioning states, container log) → Test results (the same predictions as the
 headless endpoint test) → a second deployment next to the live one (safe rollout at 0%) → traffic shift with
-confirmation → roll back → a deployment that fails (the service's reason in the pane, cleanup offered) →
+confirmation → roll back → a deploy cancelled while Azure ML provisions (it ends visibly, the pane says what goes
+on there) → a deployment that fails (the service's reason in the pane, cleanup offered) →
 Cleanup deletes the failed deployment, then the endpoint (the emulator says gone). Also the start-up reminder
 of endpoints this tool created."""
 
@@ -52,7 +53,8 @@ def log_text(log: EventLog) -> str:
 async def close_error_modal(pilot: Any, app: WizardApp) -> str:
     """A failed run opens the error modal (with Retry): read it and close it."""
     await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), 10, "the error modal")
-    text = " ".join(shown(s) for s in app.screen.query(Static))
+    text = f"{app.screen.error_title}: {app.screen.message}"
+    await pilot.pause()
     await pilot.press("escape")
     await wait_for(pilot, lambda: not isinstance(app.screen, ErrorModal), 5, "the modal to close")
     return text
@@ -102,6 +104,7 @@ async def test_wizard_deploy_test_rollout_rollback_failure_cleanup(azure, standi
 
 async def walk(pilot: Any, app: WizardApp, azure: Any, test_image: Path, endpoint: str, values: dict,
                workdir: Path, docker_api: Any, kit: Any) -> None:
+    kit_time_scale = azure.arm.time_scale
     await wait_for(pilot, lambda: app.main.has_pane("cleanup"), 30, "the wizard to be built")
     await wait_for(pilot, lambda: "tool_endpoints" in app.state.results, 60, "the start-up look at Azure ML")
     assert app.state.results["tool_endpoints"] == []          # none yet: no reminder
@@ -196,15 +199,46 @@ async def walk(pilot: Any, app: WizardApp, azure: Any, test_image: Path, endpoin
     assert {k: v for k, v in azure.arm.endpoints[endpoint].traffic.items() if v} == {"blue": 100}
     assert (endpoint, "green") in azure.arm.deployments        # kept until deleted on Cleanup
 
-    # a deployment Azure ML fails: its reason in the pane, and cleanup offered
-    azure.arm.fail_next_deployment("OutOfQuota", "Not enough quota available for Standard_DS3_v2 in SubscriptionId "
-                                   f"{azure.arm.subscription}. Current usage/limit: 24/24. Additional needed: 8")
+    # cancel while Azure ML provisions: the run ends visibly, and the pane says what goes on there
+    azure.arm.time_scale = 0.3                       # 3 s before the first probe: time to cancel
+    deploy.query_one("#deployment-name", Input).value = "purple"
+    await pilot.pause()
+    await pilot.press("f5")
+    await wait_for(pilot, lambda: "deployment purple: Creating" in deploy.query_one(Timeline).text, 120,
+                   "purple creating")
+    await pilot.press("f8")
+    await wait_for(pilot, lambda: not deploy.running, 30, "the cancel to finish")
+    assert app.state.status["deploy"] == "cancelled"
+    assert "■ cancelled here" in deploy.query_one(Timeline).text
+    log = log_text(deploy.query_one("#container-log", EventLog))
+    assert "■ cancelled — deployment purple keeps provisioning in Azure ML: Deploy (F5) follows it again" in log, log
+    await wait_for(pilot, lambda: "purple Creating" in shown(status) or "purple Succeeded" in shown(status), 60,
+                   "the endpoint read after the cancel")
+    await wait_for(pilot, lambda: azure.arm.deployments[(endpoint, "purple")].provisioning_state == "Succeeded",
+                   120, "Azure ML to finish what it had accepted")
+    azure.arm.time_scale = kit_time_scale
+
+    # refused by the quota check (three deployments hold the family's 24 vCPUs): nothing created, no cleanup offered
     deploy.query_one("#deployment-name", Input).value = "red"
     await pilot.pause()
     await pilot.press("f5")
+    await run_and_wait(pilot, app, deploy, 120, "the refused deploy")
+    modal = await close_error_modal(pilot, app)
+    assert "not enough quota for 1 x Standard_DS3_v2 in westeurope" in modal and "24/24 vCPUs in use" in modal
+    failure = deploy.query_one("#deploy-failure", Static)
+    assert deploy.query_one("#deploy-failure-box").display and "24/24 vCPUs in use" in shown(failure)
+    assert not deploy.query_one("#goto-cleanup").display and "What was created" not in shown(failure)
+    assert (endpoint, "red") not in azure.arm.deployments
+    used, _ = azure.arm.quota["standardDSv2Family"]
+    azure.arm.set_quota("standardDSv2Family", limit=64, used=used)
+
+    # a deployment Azure ML fails: its reason in the pane, and cleanup offered
+    azure.arm.fail_next_deployment("OutOfQuota", "Not enough quota available for Standard_DS3_v2 in SubscriptionId "
+                                   f"{azure.arm.subscription}. Current usage/limit: 24/24. Additional needed: 8")
+    await pilot.press("f5")
     await run_and_wait(pilot, app, deploy, 300, "the failing deploy")
     modal = await close_error_modal(pilot, app)
-    assert "not enough quota" in modal
+    assert modal.startswith("Deploy to Azure ML failed: Azure ML has not enough quota"), modal
     assert app.state.status["deploy"] == "failed"
     failure = shown(deploy.query_one("#deploy-failure", Static))
     assert "Azure ML has not enough quota for 1 x Standard_DS3_v2 in westeurope" in failure, failure
@@ -232,10 +266,10 @@ async def walk(pilot: Any, app: WizardApp, azure: Any, test_image: Path, endpoin
     assert (endpoint, "red") not in azure.arm.deployments and (endpoint, "green") in azure.arm.deployments
 
     cleanup.query_one("#delete-endpoint", RadioButton).value = True
-    await wait_for(pilot, lambda: "red (" not in shown(detail) and "green (" in shown(detail), 30, "a fresh read")
+    await wait_for(pilot, lambda: "red (" not in shown(detail) and "purple (" in shown(detail), 30, "a fresh read")
     await pilot.press("f5")
     question = await confirm(pilot, app)
-    assert question.startswith(f"Delete endpoint {endpoint} and its deployment(s) blue, green?"), question
+    assert question.startswith(f"Delete endpoint {endpoint} and its deployment(s) blue, green, purple?"), question
     await run_and_wait(pilot, app, cleanup, 120, "the endpoint delete")
     assert app.state.status["cleanup"] == "done", app.session_log[-8:]
     assert endpoint not in azure.arm.endpoints and not [k for k in azure.arm.deployments if k[0] == endpoint]
