@@ -135,7 +135,10 @@ async def test_azure_walk_existing_project_to_local_test(azure_env: Path, emulat
         await pilot.pause()
         assert app.state.current == "deploy"
         deploy.query_one("#endpoint-name", Input).value = "cv-triton-ok"
-        await pilot.click(deploy.query_one("#auth-aml_token", RadioButton))
+        token = deploy.query_one("#auth-aml_token", RadioButton)
+        deploy.scroll_to_widget(token, animate=False)
+        await pilot.pause()
+        await pilot.click(token)
         await goto_next(pilot, app, "results")
         assert app.state.auth_mode == "aml_token"
         # the endpoint name typed on Deploy is the ENDPOINT_NAME setting: one value, shown on Settings too
