@@ -203,7 +203,7 @@ class WizardApp(App[int]):
                     ok = False
                     if not event.cancelled:
                         self.show_error(f"{_title(steps, event.step)} failed", event.message, event.details,
-                                        retry=pane.request_run)
+                                        retry=pane.retry_run)
         except asyncio.CancelledError:
             ok, cancelled = False, True
             self.record_note(f"run {run_id} cancelled by the user")

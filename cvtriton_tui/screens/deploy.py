@@ -75,6 +75,7 @@ class DeployPane(StepPane):
         self.run_kind = ""                 # "deploy" | "traffic": what the running run does
         self.following: tuple[str, str, str] | None = None   # (resource, name, state) the run saw last
         self.started_steps: set[str] = set()                   # the core steps the run started
+        self._last_run: tuple[list[str], RunOptions, str, str] | None = None
         self._traffic_set_by_pane = False  # the traffic field holds the safe-rollout default, not a choice
 
     def compose(self) -> ComposeResult:
@@ -282,7 +283,17 @@ class DeployPane(StepPane):
         return RunOptions(azure=AzureOptions(endpoint=self.state.value("ENDPOINT_NAME"), poll_s=azure_reads.POLL_S,
                                              **azure))
 
+    def retry_run(self) -> None:
+        """Retry repeats the run that failed: a traffic shift or roll back again, not a deploy."""
+        last = self._last_run
+        if last is not None and last[2] == "traffic":
+            if not self.wizard.main.refuse_run(self.step_id):
+                self._start(*last)
+            return
+        self.request_run()
+
     def _start(self, names: list[str], options: RunOptions, kind: str, title: str) -> None:
+        self._last_run = (names, options, kind, title)
         self.query_one(Timeline).reset()
         self.query_one("#container-log", EventLog).clear()
         self.query_one("#deploy-failure-box").display = False
