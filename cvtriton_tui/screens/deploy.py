@@ -76,7 +76,8 @@ class DeployPane(StepPane):
         self.following: tuple[str, str, str] | None = None   # (resource, name, state) the run saw last
         self.started_steps: set[str] = set()                   # the core steps the run started
         self._last_run: tuple[list[str], RunOptions, str, str] | None = None
-        self._traffic_set_by_pane = False  # the traffic field holds the safe-rollout default, not a choice
+        self._traffic_chosen = False       # the user typed a traffic share in this session (keep it)
+        self._traffic_by_pane: str | None = None   # the value the pane itself put into the traffic field
 
     def compose(self) -> ComposeResult:
         s = self.state
@@ -163,9 +164,11 @@ class DeployPane(StepPane):
                          style="yellow"))
             return
         if name == self.state.value("ENDPOINT_NAME") and not self.running:
-            self.show_overview(overview)
+            self.show_overview(overview, fresh=True)
 
-    def show_overview(self, overview: Any) -> None:
+    def show_overview(self, overview: Any, *, fresh: bool = False) -> None:
+        """What the endpoint is; ``fresh`` (just read, or another deployment named): the safe-rollout default
+        applies again, else it is shown again after an edit of the traffic field."""
         self.overview = overview
         name = self.state.value("ENDPOINT_NAME")
         text = Text()
@@ -183,19 +186,26 @@ class DeployPane(StepPane):
             else:
                 text.append(", with no deployment.")
             live = overview.live_besides(self.state.deployment_name)
-            if live:
-                text.append(f"\nIt serves {azure_reads.split_text(live)} now. Safe rollout: deployment "
-                            f"{self.state.deployment_name} starts at 0% of the traffic; test it on Test results "
-                            "(through its header), then shift traffic below. The old deployment stays until you "
-                            "delete it on Cleanup.", style="yellow")
+            if live and fresh:
                 self._default_to_zero()
+            if live:
+                name, share = self.state.deployment_name, self.state.traffic
+                text.append(f"\nIt serves {azure_reads.split_text(live)} now. ", style="yellow")
+                if share == "0":
+                    text.append(f"Safe rollout: deployment {name} starts at 0% of the traffic; test it on Test "
+                                "results (through its header), then shift traffic below. The old deployment stays "
+                                "until you delete it on Cleanup.", style="yellow")
+                else:
+                    text.append(f"With {share}% here, deployment {name} takes that share as soon as it is ready, "
+                                "untested; 0 deploys it without traffic (safe rollout).", style="bold yellow")
         self.query_one("#endpoint-status", Static).update(text)
         self.show_split()
 
     def _default_to_zero(self) -> None:
+        """Next to a live deployment the new one gets 0% unless the user chose a share in this session."""
         field = self.query_one("#traffic", Input)
-        if field.value.strip() == "100" and not self._traffic_set_by_pane:
-            self._traffic_set_by_pane = True
+        if field.value.strip() != "0" and not self._traffic_chosen:
+            self._traffic_by_pane = "0"
             field.value = "0"
             self.state.traffic = "0"
 
@@ -244,13 +254,16 @@ class DeployPane(StepPane):
         attr = {"deployment-name": "deployment_name", "instance-count": "instance_count",
                 "traffic": "traffic"}.get(event.input.id or "")
         if attr:
-            if attr == "traffic" and event.value.strip() != "0":
-                self._traffic_set_by_pane = False
+            value = event.value.strip()
+            if attr == "traffic" and value not in (self.state.traffic, self._traffic_by_pane):   # typed by the user
+                self._traffic_chosen = True
+                self._traffic_by_pane = None
             setattr(self.state, attr, event.value.strip())
             self._validate()
             self.wizard.choices_changed()
-            if attr == "deployment_name" and self.overview is not None and not self.running:
-                self.show_overview(self.overview)
+            if attr in ("deployment_name", "traffic") and self.overview is not None and not self.running:
+                # another deployment name is another rollout: its traffic default is decided again
+                self.show_overview(self.overview, fresh=attr == "deployment_name")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "instance-type" and isinstance(event.value, str):
