@@ -71,9 +71,9 @@ class Timeline(Static):
             case StepFailed(cancelled=True):
                 self.now = ""
                 self._add("■", event.message, "yellow", event.at)
-            case StepFailed():
+            case StepFailed():      # the cause only: the pane shows the whole message (cause — fix) beside it
                 self.now = ""
-                self._add("✖", event.message, "red", event.at)
+                self._add("✖", event.message.split(" — ", 1)[0], "red", event.at)
 
     def cancelled(self, text: str) -> None:
         self.now = ""
