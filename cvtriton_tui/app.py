@@ -153,8 +153,10 @@ class WizardApp(App[int]):
         if self.main.has_pane("settings"):
             self.main.pane("settings").sync_edits()  # type: ignore[attr-defined]
 
-    def start_run(self, pane: Any, names: list[str], options: Any, *, title: str) -> int | None:
-        """Run core steps ``names`` for ``pane``; returns the run id, or None when it could not start."""
+    def start_run(self, pane: Any, names: list[str], options: Any, *, title: str, record: bool = True) -> int | None:
+        """Run core steps ``names`` for ``pane``; returns the run id, or None when it could not start.
+        ``record=False``: the run does not stand for the pane's step (a traffic shift on Deploy changes the
+        routing, not the deployment): the step keeps its status and what its result was made from."""
         if self.busy():
             self.notify_busy()
             return None
@@ -180,14 +182,15 @@ class WizardApp(App[int]):
         self.running_run_id = self._run_seq
         self.running_title = title
         target = self.state.target
-        freshness.record_start(self.state, target, pane.step_id, str(self._run_seq))
-        self._set_status(target, pane.step_id, "running")
+        if record:
+            freshness.record_start(self.state, target, pane.step_id, str(self._run_seq))
+            self._set_status(target, pane.step_id, "running")
         self.record_note(f"run {self._run_seq} ({title}): {', '.join(names)}")
-        self._drive(self._run_seq, steps, run, pane, target)
+        self._drive(self._run_seq, steps, run, pane, target if record else None)
         return self._run_seq
 
     @work(group="pipeline", exclusive=True, exit_on_error=False, name="pipeline", description="Run")
-    async def _drive(self, run_id: int, steps: list[Any], run: Any, pane: Any, target: str) -> None:
+    async def _drive(self, run_id: int, steps: list[Any], run: Any, pane: Any, target: str | None) -> None:
         from cvtriton_core.events import StepFailed
         from cvtriton_core.pipeline import run_steps
 
@@ -200,7 +203,7 @@ class WizardApp(App[int]):
                     ok = False
                     if not event.cancelled:
                         self.show_error(f"{_title(steps, event.step)} failed", event.message, event.details,
-                                        retry=pane.request_run)
+                                        retry=pane.retry_run)
         except asyncio.CancelledError:
             ok, cancelled = False, True
             self.record_note(f"run {run_id} cancelled by the user")
@@ -211,7 +214,8 @@ class WizardApp(App[int]):
         finally:
             self.running_run_id = None
             self.running_title = ""
-            self._set_status(target, pane.step_id, "done" if ok else ("cancelled" if cancelled else "failed"))
+            if target is not None:
+                self._set_status(target, pane.step_id, "done" if ok else ("cancelled" if cancelled else "failed"))
             pane.post_message(RunEnded(run_id, ok, cancelled, run.state.values))
 
     def action_cancel_run(self) -> None:

@@ -89,7 +89,7 @@ class Deploy:
             raise UserError(f"instance count {o.instance_count} is out of range", f"choose 1 to {MAX_INSTANCES}")
         if not INSTANCE_TYPE.match(o.instance_type or ""):
             raise UserError(f"instance type {o.instance_type!r} is not an Azure VM size name",
-                            "give one such as Standard_DS3_v2 or Standard_NC6s_v3")
+                            "give one such as Standard_DS3_v2 or Standard_NC4as_T4_v3")
         self._percent()
         if o.image:
             from cvtriton_core.adapters.registry_login import ImageRef

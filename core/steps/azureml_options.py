@@ -8,6 +8,27 @@ from dataclasses import dataclass
 
 DEFAULT_DEPLOYMENT = "blue"
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"   # CPU; GPU types need GPU quota (0 by default) and a CUDA image
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """A VM size managed online endpoints offer. What the deploy step checks comes from the region's VM-size
+    list (GPUs, vCPUs, family quota); these are the ones the wizard offers and names."""
+
+    name: str
+    description: str
+    gpu: bool = False
+
+
+# Current sizes only: the NCv3 (V100) sizes are retired on Azure ML, and recent Triton images need a GPU of
+# compute capability 7.5 or later (T4, A100).
+INSTANCE_TYPES: tuple[InstanceType, ...] = (
+    InstanceType("Standard_DS3_v2", "CPU, 4 cores, 14 GB"),
+    InstanceType("Standard_DS4_v2", "CPU, 8 cores, 28 GB"),
+    InstanceType("Standard_F4s_v2", "CPU, 4 cores, 8 GB"),
+    InstanceType("Standard_NC4as_T4_v3", "GPU T4 16 GB, 4 cores (needs GPU quota and a CUDA image)", gpu=True),
+    InstanceType("Standard_NC24ads_A100_v4", "GPU A100 80 GB, 24 cores (needs GPU quota and a CUDA image)", gpu=True),
+)
 AUTH_MODES = ("key", "aml_token")
 DELETE_TARGETS = ("endpoint", "deployment")
 

@@ -13,14 +13,14 @@ from cvtriton_core.pipeline import StepContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.azureml_common import (
     SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_REGISTRY, STATE_SCORING_URI, azureml,
-    check_deployment_name, check_given_endpoint, check_workspace_settings, complete_traffic, deployment_state,
-    describe_traffic, endpoint_name, endpoint_state, follow, parse_traffic, pop_history, push_history,
-    remember_created,
+    check_deployment_name, check_endpoint_name, check_given_endpoint, check_workspace_settings, complete_traffic,
+    deployment_state, describe_traffic, endpoint_name, endpoint_state, follow, parse_traffic, pop_history,
+    push_history, remember_created,
 )
 from cvtriton_core.steps.azureml_deploy import Deploy, DeployResult
 from cvtriton_core.steps.azureml_options import DELETE_TARGETS, AzureOptions
 
-__all__ = ["RegistryLogin", "Deploy", "DeployResult", "Traffic", "Delete", "tool_endpoints"]
+__all__ = ["RegistryLogin", "Deploy", "DeployResult", "Traffic", "Delete", "tool_endpoints", "endpoint_overview"]
 
 
 @dataclass(frozen=True)
@@ -242,9 +242,41 @@ class Delete:
         return f"deleted endpoint {endpoint} and its deployments", None, False
 
 
-async def tool_endpoints(settings: Any) -> list[Any]:
-    """Endpoints this tool created (by their tag) that still exist: the wizard's reminder on start."""
+def _workspace(settings: Any) -> Any:
     from cvtriton_core.adapters.azureml import AzureML
 
-    az = AzureML(settings["AZURE_SUBSCRIPTION_ID"], settings["AZUREML_RESOURCE_GROUP"], settings["AZUREML_WORKSPACE"])
+    return AzureML(settings["AZURE_SUBSCRIPTION_ID"], settings["AZUREML_RESOURCE_GROUP"], settings["AZUREML_WORKSPACE"])
+
+
+async def tool_endpoints(settings: Any) -> list[Any]:
+    """Endpoints this tool created (by their tag) that still exist: the wizard's reminder on start."""
+    az = _workspace(settings)
     return [e for e in await asyncio.to_thread(az.endpoints) if e.created_by_tool]
+
+
+@dataclass(frozen=True)
+class EndpointOverview:
+    """What Azure ML says an endpoint is now: its state, its traffic split and its deployments (read only)."""
+
+    endpoint: Any                      # adapters.azureml.EndpointInfo, None when it does not exist
+    deployments: tuple[Any, ...]       # adapters.azureml.DeploymentInfo
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        split = dict(self.endpoint.traffic) if self.endpoint is not None else {}
+        return {d.name: split.get(d.name, 0) for d in self.deployments}
+
+    def live_besides(self, deployment: str) -> dict[str, int]:
+        """Deployments other than ``deployment`` that take traffic now."""
+        return {name: share for name, share in self.traffic.items() if name != deployment and share > 0}
+
+
+async def endpoint_overview(settings: Any, endpoint: str) -> EndpointOverview:
+    """Read ``endpoint`` and its deployments (no change): what the wizard shows before a deploy or a delete."""
+    check_endpoint_name(endpoint)
+    az = _workspace(settings)
+    info = await asyncio.to_thread(az.endpoint, endpoint)
+    if info is None:
+        return EndpointOverview(None, ())
+    deployments = await asyncio.to_thread(az.deployments, endpoint)
+    return EndpointOverview(info, tuple(sorted(deployments, key=lambda d: d.name)))

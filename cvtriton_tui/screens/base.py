@@ -124,9 +124,14 @@ class StepPane(VerticalScroll):
     def run_step(self) -> None:
         self.app.notify("This step has nothing to run — use Next (Ctrl+N).", severity="information")
 
+    def retry_run(self) -> None:
+        """Retry in the error modal of a failed run: run it again (a pane with several kinds of run repeats
+        the one that failed)."""
+        self.request_run()
+
     # runs ---------------------------------------------------------------------------------------------
-    def start_run(self, names: list[str], options: Any, *, title: str) -> bool:
-        run_id = self.wizard.start_run(self, names, options, title=title)
+    def start_run(self, names: list[str], options: Any, *, title: str, record: bool = True) -> bool:
+        run_id = self.wizard.start_run(self, names, options, title=title, record=record)
         if run_id is None:
             return False
         self.run_id = run_id

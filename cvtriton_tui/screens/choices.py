@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cvtriton_core.steps.azureml_options import AUTH_MODES, DELETE_TARGETS, INSTANCE_TYPES
+
 if TYPE_CHECKING:
     from cvtriton_tui.screens.state import WizardState
 
@@ -23,8 +25,12 @@ FIELDS: dict[str, type] = {
     "image_path": str, "requests": str,
     "new_project": bool, "new_folder": str, "new_name": str, "new_task": str, "new_domain": str,
     "deployment_name": str, "instance_type": str, "instance_count": str, "auth_mode": str, "traffic": str,
+    "traffic_share": str, "endpoint_requests": str, "endpoint_concurrency": str, "test_by_traffic": bool,
+    "delete_target": str,
 }
-ALLOWED = {"target": ("azure", "local"), "model_choice": ("sample", "path"), "test_server": ("local", "container"), "auth_mode": ("key", "aml_token")}
+ALLOWED = {"target": ("azure", "local"), "model_choice": ("sample", "path"), "test_server": ("local", "container"),
+           "auth_mode": AUTH_MODES, "delete_target": DELETE_TARGETS,
+           "instance_type": tuple(t.name for t in INSTANCE_TYPES)}     # a retired size saved earlier is dropped
 
 
 def path_for(state: "WizardState") -> Path:

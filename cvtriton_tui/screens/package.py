@@ -38,8 +38,8 @@ TITLES = {"import": "Import model", "repository": "Write Triton repository", "pa
 NOT_WRITTEN = "Not written yet — press Package (F5)."
 NO_IMAGE = "No image is built in this plan: choose \"Also build the Triton image\" above (needs Docker)."
 IMAGE_UNAVAILABLE = "The Triton image steps are not part of this build: only import and repository run here."
-PUSH_NEEDS = ("Push is skipped: set IMAGE_REGISTRY on the Settings step (host[:port][/namespace]) to push the "
-              "image to a registry.")
+PUSH_NEEDS = ("Not pushed here: the Deploy step pushes it into the workspace's registry (the one the endpoint pulls "
+              "from). To push it here too, set IMAGE_REGISTRY on the Settings step (host[:port][/namespace]).")
 # What is true after a cancel, for the step that was interrupted.
 AFTER_CANCEL = {
     "build": "the Docker daemon stopped the build and tagged nothing; Package (F5) builds again from the cached "

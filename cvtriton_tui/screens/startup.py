@@ -1,15 +1,16 @@
 """What the wizard checks once it is on screen: step statuses from the saved run state, a run that was
-interrupted (offered for resume), and Azure ML endpoints this tool deployed and never deleted (they cost
-money while they run)."""
+interrupted (offered for resume), and — in the background, when the settings name an Azure ML workspace — the
+endpoints this tool created that still exist there (found by their tag; they cost money while they run)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.layout import local_run_dir
 from cvtriton_core.run_state import FILENAME, RunState
-from cvtriton_tui.screens import freshness
+from cvtriton_tui.screens import azure_reads, freshness
 from cvtriton_tui.screens.resume import ResumePrompt
 from cvtriton_tui.screens.state import CORE_STEP_PANE, STEP_TITLES
 
@@ -56,15 +57,6 @@ def stale_steps(run: RunState) -> set[str]:
             if any(latest.get(up, (0.0, ""))[0] > at for up in freshness.UPSTREAM.get(pane, ()))}
 
 
-def endpoints_left_running(run: RunState) -> list[str]:
-    """Endpoints the deploy step recorded and the cleanup step has not deleted."""
-    steps = run.steps
-    deployed = steps.get("deploy", {}).get("status") == "done"
-    cleaned = steps.get("cleanup", {}).get("status") == "done"
-    name = run.get("endpoint_name")
-    return [name] if deployed and not cleaned and name else []
-
-
 def check_run_state(app: "WizardApp") -> None:
     state = app.state
     runs = {target: load_run_state(app, target) for target in ("azure", "local")}
@@ -72,14 +64,7 @@ def check_run_state(app: "WizardApp") -> None:
         if run is not None:
             freshness.restore(state, target, statuses(run), stale_steps(run))
     app.steps_changed()
-    azure = runs.get("azure")
-    if azure is not None:
-        left = endpoints_left_running(azure)
-        if left:
-            state.results["endpoints_left"] = left
-            app.notify(f"Endpoint {', '.join(left)} deployed by this tool is still running (and billed) — "
-                       "delete it on the Cleanup step when you are done.", title="Reminder",
-                       severity="warning", timeout=15)
+    remind_endpoints(app)
     for target, run in runs.items():
         unfinished = run.unfinished() if run is not None else []
         if unfinished:
@@ -110,3 +95,31 @@ def _answer(app: "WizardApp", answer: str | None, target: str, run: Any, unfinis
             app.main.pane(pane).request_run()
 
     app.call_after_refresh(go)
+
+
+def remind_endpoints(app: "WizardApp") -> None:
+    """Look for this tool's endpoints in a worker (the first paint never waits for Azure); say how many still
+    run, and give the list to the Cleanup step. No workspace in the settings: Azure is not asked."""
+    settings = app.state.effective_settings()
+    if azure_reads.workspace_known(settings):
+        app.run_worker(partial(_remind, app, settings), group="endpoint-reminder", exclusive=True, exit_on_error=False,
+                       description="Looking for endpoints this tool created")
+
+
+async def _remind(app: "WizardApp", settings: Any) -> None:
+    from cvtriton_tui.screens.cleanup import record_found
+
+    try:
+        found = await azure_reads.find_tool_endpoints(settings)
+    except Exception as exc:  # noqa: BLE001 - a reminder is extra: one quiet line, never a dialog
+        line = f"Could not check Azure ML for endpoints this tool created: {azure_reads.failure_line(exc)}"
+        app.record_note(line)
+        record_found(app.state, None, line)
+    else:
+        record_found(app.state, found)
+        if found:
+            names = ", ".join(e.name for e in found)
+            app.notify(f"{len(found)} endpoint(s) created by this tool are still running: {names} — Cleanup "
+                       "deletes them.", title="Reminder", severity="warning", timeout=20)
+    if app.main.has_pane("cleanup"):
+        app.main.pane("cleanup").show_found()  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from typing import Any
 
 from cvtriton_core.layout import local_run_dir
 from cvtriton_core.settings import BY_NAME, Settings
+from cvtriton_core.steps import azureml_options
 from cvtriton_tui.screens.freshness import StepRecords
 
 LOCAL_STEPS: tuple[str, ...] = ("settings", "model", "package", "local-test")
@@ -34,15 +35,12 @@ CORE_STEP_PANE: dict[str, str] = {
     "project": "train", "upload": "train", "train": "train", "publish": "train", "export": "train",
     "import": "package", "repository": "package", "package": "package", "build": "package", "push": "package",
     "run-local": "local-test", "serve-local": "local-test", "test": "local-test",
-    "deploy": "deploy", "endpoint-test": "results", "cleanup": "cleanup",
+    "registry-login": "deploy", "deploy": "deploy", "traffic": "deploy", "endpoint-test": "results",
+    "delete": "cleanup",
 }
-INSTANCE_TYPES: tuple[tuple[str, str], ...] = (
-    ("Standard_DS3_v2 — CPU, 4 cores, 14 GB", "Standard_DS3_v2"),
-    ("Standard_DS4_v2 — CPU, 8 cores, 28 GB", "Standard_DS4_v2"),
-    ("Standard_F4s_v2 — CPU, 4 cores, 8 GB", "Standard_F4s_v2"),
-    ("Standard_NC4as_T4_v3 — GPU T4 (needs GPU quota)", "Standard_NC4as_T4_v3"),
-    ("Standard_NC6s_v3 — GPU V100 (needs GPU quota)", "Standard_NC6s_v3"),
-)
+# The Deploy step's instance type choices (label, VM size), from the one list the core keeps.
+INSTANCE_TYPES: tuple[tuple[str, str], ...] = tuple(
+    (f"{t.name} — {t.description}", t.name) for t in azureml_options.INSTANCE_TYPES)
 
 
 @dataclass
@@ -76,10 +74,17 @@ class WizardState:
     requests: str = "20"
     # deploy (the endpoint name is the ENDPOINT_NAME setting)
     deployment_name: str = "blue"
-    instance_type: str = "Standard_DS3_v2"
+    instance_type: str = azureml_options.DEFAULT_INSTANCE_TYPE
     instance_count: str = "1"
     auth_mode: str = "key"
     traffic: str = "100"
+    traffic_share: str = "10"                  # the share a traffic shift gives the new deployment
+    # test results (endpoint test; the image is the Local test step's)
+    endpoint_requests: str = "20"
+    endpoint_concurrency: str = "1"
+    test_by_traffic: bool = False              # False: the deployment through its header; True: the split decides
+    # cleanup
+    delete_target: str = "endpoint"            # "endpoint" (with its deployments) | "deployment"
     # progress, per target: wizard step -> running|done|failed|cancelled, and what each run started with
     records: StepRecords = field(default_factory=StepRecords)
     results: dict[str, Any] = field(default_factory=dict)  # core step -> its typed result

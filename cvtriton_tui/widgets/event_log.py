@@ -30,6 +30,14 @@ CPU_ONLY_MARKERS = ("CudaDriverHelper has not been initialized", "pinned_memory_
                     "cuda_memory_manager.cc", "CUDA driver version is insufficient", "no CUDA-capable device")
 CPU_ONLY_NOTE = ("(no usable GPU on this machine: Triton's CUDA start-up warnings are hidden — it serves the "
                  "model on the CPU)")
+# The same warnings from Triton in a container: the local one (run-local) or an Azure ML deployment's.
+CPU_ONLY_NOTES = {
+    "triton": CPU_ONLY_NOTE,
+    "container": ("(no GPU given to the container: Triton's CUDA start-up warnings are hidden — it serves the "
+                  "model on the CPU)"),
+    "inference-server": ("(no usable GPU on the deployment's instance: Triton's CUDA start-up warnings are hidden "
+                         "— it serves the model on the CPU; a GPU instance type with a CUDA image serves on the GPU)"),
+}
 
 
 def styled(line: EventText) -> Text:
@@ -41,7 +49,8 @@ def styled(line: EventText) -> Text:
 
 
 def is_cpu_only_warning(event: Event) -> bool:
-    return isinstance(event, LogLine) and event.source == "triton" and any(m in event.line for m in CPU_ONLY_MARKERS)
+    return (isinstance(event, LogLine) and event.source in CPU_ONLY_NOTES
+            and any(m in event.line for m in CPU_ONLY_MARKERS))
 
 
 class EventLog(RichLog):
@@ -60,16 +69,17 @@ class EventLog(RichLog):
         self.border_title = title
         self.texts: deque[Text] = deque(maxlen=MAX_LINES)    # what was written, to wrap again on resize
         self._wrapped_at = 0
-        self._cpu_noted = False
+        self._cpu_noted: set[str] = set()      # the sources whose CUDA warnings were explained once
 
     def add_event(self, event: Event) -> None:
         if isinstance(event, LogLine) and (
                 (self.sources is not None and event.source not in self.sources) or event.source in self.exclude):
             return
         if is_cpu_only_warning(event):
-            if not self._cpu_noted:
-                self._cpu_noted = True
-                self.note(CPU_ONLY_NOTE)
+            source = event.source  # type: ignore[attr-defined]  # a LogLine
+            if source not in self._cpu_noted:
+                self._cpu_noted.add(source)
+                self.note(CPU_ONLY_NOTES[source])
             return
         line = describe_event(event, with_replaceable_progress=False)
         if line is not None:
@@ -85,7 +95,7 @@ class EventLog(RichLog):
 
     def clear(self) -> "EventLog":
         self.texts.clear()
-        self._cpu_noted = False
+        self._cpu_noted = set()
         super().clear()
         return self
 

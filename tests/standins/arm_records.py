@@ -61,10 +61,12 @@ DEFAULT_SIZES = (
     VmSize("Standard_F8s_v2", "standardFSv2Family", 8, 16),
     VmSize("Standard_NC4as_T4_v3", "Standard NCASv3_T4 Family", 4, 28, gpus=1),
     VmSize("Standard_NC8as_T4_v3", "Standard NCASv3_T4 Family", 8, 56, gpus=1),
+    VmSize("Standard_NC24ads_A100_v4", "StandardNCADSA100v4Family", 24, 220, gpus=1),
 )
 FAMILY_NAMES = {"standardDSv2Family": "Standard DSv2 Family vCPUs",
                 "standardFSv2Family": "Standard FSv2 Family vCPUs",
-                "Standard NCASv3_T4 Family": "Standard NCASv3_T4 Family vCPUs"}
+                "Standard NCASv3_T4 Family": "Standard NCASv3_T4 Family vCPUs",
+                "StandardNCADSA100v4Family": "Standard NCADSA100v4 Family vCPUs"}
 
 
 def cores_needed(size: VmSize, instances: int) -> int:

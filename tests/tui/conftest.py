@@ -4,6 +4,11 @@ Every test runs in its own temporary folder (the current directory), with relati
 file and the work folder, so what the wizard shows — and every snapshot — is the same on every machine.
 The test secrets below are the only keys these tests use; ``test_secrets.py`` checks that none of them
 ever reaches a snapshot or a saved log.
+
+There is no Azure ML here: the wizard's read-only looks at it (this tool's endpoints at start, an endpoint's
+split on Deploy and Cleanup) answer from ``azure_looks`` — by default no endpoint at all — so no test reaches
+out to the public cloud and every snapshot is the same. The looks against the offline Azure are tested in
+``tests/azureml/test_wizard_walk.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,37 @@ def local_env(in_tmp: Path) -> Path:
     env.write_text("# test settings\n" + env_text(MODEL_NAME="colours", MODEL_VERSION="1",
                                                    VISION_PREDICTION_KEY=PREDICTION_KEY), encoding="utf-8")
     return env
+
+
+class AzureLooks:
+    """What the wizard's Azure ML looks answer in these tests: ``endpoints`` (EndpointInfo) exist, created by
+    this tool; ``calls`` counts the looks."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Any] = []
+        self.deployments: dict[str, list[Any]] = {}       # endpoint -> DeploymentInfo
+        self.calls: list[str] = []
+
+    async def find(self, settings: Any) -> list[Any]:
+        self.calls.append("tool_endpoints")
+        return list(self.endpoints)
+
+    async def read(self, settings: Any, endpoint: str) -> Any:
+        from cvtriton_core.steps.azureml_steps import EndpointOverview
+
+        self.calls.append(f"endpoint {endpoint}")
+        found = next((e for e in self.endpoints if e.name == endpoint), None)
+        return EndpointOverview(found, tuple(self.deployments.get(endpoint, ())) if found else ())
+
+
+@pytest.fixture(autouse=True)
+def azure_looks(monkeypatch: pytest.MonkeyPatch) -> AzureLooks:
+    from cvtriton_tui.screens import azure_reads
+
+    looks = AzureLooks()
+    monkeypatch.setattr(azure_reads, "find_tool_endpoints", looks.find)
+    monkeypatch.setattr(azure_reads, "read_endpoint", looks.read)
+    return looks
 
 
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

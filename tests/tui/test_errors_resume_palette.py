@@ -90,19 +90,57 @@ async def test_resume_goes_to_the_step_and_runs_it(local_env: Path) -> None:
     assert RunState.load(Path("work/local")).step_status("repository") == "done"
 
 
-async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path) -> None:
-    Path(".env").write_text(env_text(MODEL_NAME="m"))
-    state = RunState.load(Path("work"))
-    state.set(endpoint_name="cv-triton-old")
-    state.mark("deploy", "done", "deployed")
+async def test_endpoints_left_running_are_listed_for_cleanup(in_tmp: Path, azure_looks) -> None:
+    """The start-up reminder: this tool's endpoints that still exist (as Azure ML lists them, by their tag —
+    not from local records) are named in one notification and listed on Cleanup."""
+    from cvtriton_core.adapters.azureml import EndpointInfo
+
+    azure_looks.endpoints = [EndpointInfo("cv-triton-old", "key", "Succeeded", "https://x/score", {"blue": 100}),
+                             EndpointInfo("cv-triton-older", "key", "Failed", "", {})]
+    Path(".env").write_text(env_text(MODEL_NAME="m", AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000001",
+                                     AZUREML_RESOURCE_GROUP="rg-test", AZUREML_WORKSPACE="ws-test"))
     app = WizardApp(Path(".env"), Path("work"))
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        assert app.state.results["endpoints_left"] == ["cv-triton-old"]
+        await wait_for(pilot, lambda: "tool_endpoints" in app.state.results, 10, "the reminder's listing")
+        assert azure_looks.calls.count("tool_endpoints") == 1
+        reminder = ("2 endpoint(s) created by this tool are still running: cv-triton-old, cv-triton-older — "
+                    "Cleanup deletes them.")
+        await wait_for(pilot, lambda: reminder in [n.message for n in app._notifications], 10, "the reminder")
         app.action_switch_target()
         app.goto("cleanup")
         await wait_for(pilot, lambda: app.state.current == "cleanup", 5, "Cleanup")
-        assert "cv-triton-old" in str(app.main.pane("cleanup").query_one("#left-running").render())
+        listed = str(app.main.pane("cleanup").query_one("#tool-endpoints").render())
+        assert "cv-triton-old — Succeeded, blue 100%" in listed and "cv-triton-older — Failed" in listed
+
+
+async def test_no_reminder_lookup_without_azure_settings(local_env: Path, azure_looks) -> None:
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.pause(0.3)
+        assert azure_looks.calls == [] and "tool_endpoints" not in app.state.results
+
+
+async def test_a_failed_reminder_lookup_is_one_quiet_line(in_tmp: Path, azure_looks, monkeypatch) -> None:
+    from cvtriton_core.errors import UserError
+    from cvtriton_tui.screens import azure_reads
+
+    async def refuse(settings):
+        raise UserError("Azure refused the sign-in (no credential found)", "sign in (az login), then start again")
+
+    monkeypatch.setattr(azure_reads, "find_tool_endpoints", refuse)
+    Path(".env").write_text(env_text(MODEL_NAME="m", AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000001",
+                                     AZUREML_RESOURCE_GROUP="rg-test", AZUREML_WORKSPACE="ws-test"))
+    app = WizardApp(Path(".env"), Path("work"))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await wait_for(pilot, lambda: "tool_endpoints_problem" in app.state.results, 10, "the failed listing")
+        assert not app._notifications and not isinstance(app.screen, ErrorModal)
+        line = app.state.results["tool_endpoints_problem"]
+        assert line == ("Could not check Azure ML for endpoints this tool created: Azure refused the sign-in (no "
+                        "credential found) — sign in (az login), then start again")
+        assert any(line in entry for entry in app.session_log)
 
 
 async def test_palette_jumps_to_a_step_and_saves_the_logs(local_env: Path) -> None:

@@ -184,15 +184,71 @@ def test_deploy_with_a_bad_name(snap_compare, azure_app: WizardApp) -> None:
     assert snap_compare(azure_app, terminal_size=SIZE, run_before=before)
 
 
+def test_deploy_next_to_a_live_deployment(snap_compare, azure_app: WizardApp, azure_looks) -> None:
+    """Safe rollout: the endpoint serves blue; green is to be deployed at 0%, and the split is shown."""
+    from cvtriton_core.adapters.azureml import DeploymentInfo, EndpointInfo
+
+    azure_looks.endpoints = [EndpointInfo("cv-triton-demo", "key", "Succeeded", "https://cv-triton-demo/score",
+                                          {"blue": 100, "green": 0})]
+    azure_looks.deployments["cv-triton-demo"] = [
+        DeploymentInfo("blue", "cv-triton-demo", "Succeeded", "Standard_DS3_v2", 1),
+        DeploymentInfo("green", "cv-triton-demo", "Succeeded", "Standard_DS3_v2", 1)]
+
+    async def before(pilot) -> None:
+        await at("deploy")(pilot)
+        deploy = pilot.app.main.pane("deploy")
+        deploy.query_one("#deployment-name", Input).value = "green"
+        await wait_for(pilot, lambda: deploy.query_one("#traffic-box").display, 10, "the traffic split")
+        pilot.app.main.query_one("#steps").focus()
+        await pilot.pause()
+        deploy.scroll_to_widget(deploy.query_one("#traffic-box"), animate=False, top=True)
+        await pilot.pause()
+    assert snap_compare(azure_app, terminal_size=SIZE, run_before=before)
+
+
+def test_deploy_failed(snap_compare, azure_app: WizardApp) -> None:
+    """A deploy Azure ML failed: the states it reported, the container log, and the core's reason, last log
+    lines and what to do, with cleanup offered (events as the deploy step sends them, at fixed times)."""
+    from cvtriton_core.events import LogLine, StateChanged, StepFailed, StepStarted
+
+    t0 = WHEN.timestamp()
+    events = [StepStarted(step="deploy", title="Deploy to Azure ML", at=t0),
+              StateChanged(step="deploy", resource="endpoint", name="cv-triton-demo", state="Succeeded", at=t0 + 2),
+              StateChanged(step="deploy", resource="deployment", name="blue", state="Creating", at=t0 + 3),
+              LogLine(step="deploy", line="error: model repository /models not found", source="inference-server",
+                      at=t0 + 40),
+              StateChanged(step="deploy", resource="deployment", name="blue", state="Failed", previous="Creating",
+                           detail="ResourceNotReady", at=t0 + 95),
+              StepFailed(step="deploy", at=t0 + 96, exit_code=1,
+                         message="the container keeps crashing: Liveness probe failed; the container exited with "
+                                 "code 3 — read the container log below (a model that fails to load stops "
+                                 "tritonserver); run-local reproduces it on this machine. Deployment blue now exists "
+                                 "in state Failed on endpoint cv-triton-demo (created by this run): run deploy again "
+                                 "after the fix (it updates it in place), or the delete step to remove it",
+                         details="Last container log lines:\nerror: model repository /models not found\n")]
+
+    async def before(pilot) -> None:
+        await at("deploy")(pilot)
+        deploy = pilot.app.main.pane("deploy")
+        deploy.run_kind = "deploy"
+        for event in events:
+            deploy.handle_event(event)
+        await pilot.pause()
+        deploy.scroll_to_widget(deploy.query_one("#deploy-failure-box"), animate=False, top=True)
+        await pilot.pause()
+    assert snap_compare(azure_app, terminal_size=SIZE, run_before=before)
+
+
 def test_results(snap_compare, azure_app: WizardApp) -> None:
     assert snap_compare(azure_app, terminal_size=SIZE, run_before=at("results"))
 
 
-def test_cleanup_with_an_endpoint_left_running(snap_compare, in_tmp: Path) -> None:
+def test_cleanup_with_an_endpoint_left_running(snap_compare, in_tmp: Path, azure_looks) -> None:
+    from cvtriton_core.adapters.azureml import EndpointInfo
+
+    azure_looks.endpoints = [EndpointInfo("cv-triton-old", "key", "Succeeded", "https://cv-triton-old/score",
+                                          {"blue": 100})]
     Path(".env").write_text(env_text(**AZURE))
-    state = RunState.load(Path("work"))
-    state.set(endpoint_name="cv-triton-old")
-    state.mark("deploy", "done", "deployed")
     app = WizardApp(Path(".env"), Path("work"))
     assert snap_compare(app, terminal_size=SIZE, run_before=at("cleanup"))
 
