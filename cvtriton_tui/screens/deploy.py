@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
+from cvtriton_core.deployment_mode import DEPLOYMENT_MODES, NO_CODE
 from cvtriton_core.events import Event, LayerProgress, StateChanged, StepFailed, StepFinished, StepStarted
 from cvtriton_core.settings import ENDPOINT_NAME
 from cvtriton_core.steps.azureml_options import AzureOptions
@@ -27,14 +28,18 @@ from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens import azure_reads
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.confirm import ConfirmScreen
-from cvtriton_tui.screens.state import INSTANCE_TYPES
+from cvtriton_tui.screens.state import INSTANCE_TYPES, deployment_mode
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.timeline import Timeline
 
-# registry-login and push first: the endpoint pulls only from the workspace's registry (a push of an image
-# the registry already has sends no layer again).
-DEPLOY_STEPS = ["registry-login", "push", "deploy"]
+
+
+def deploy_steps(mode: str) -> list[str]:
+    """The core steps Deploy runs. Container mode pushes first (registry-login, push): the endpoint pulls only
+    from the workspace's registry, and a push of an image the registry already has sends no layer again.
+    No-code deploys the model repository Package & build wrote (registered as a triton_model asset)."""
+    return ["deploy"] if mode == NO_CODE else ["registry-login", "push", "deploy"]
 
 
 def deploy_problems(endpoint: str, deployment: str, count: str, traffic: str) -> dict[str, str]:
@@ -60,9 +65,8 @@ def share_problem(raw: str) -> str | None:
 
 class DeployPane(StepPane):
     step_id = "deploy"
-    intro = ("Pushes the image Package & build made to the workspace's registry, creates (or updates) the Azure ML "
-             "online endpoint and a Triton deployment of it, then routes traffic. The endpoint name is the "
-             "ENDPOINT_NAME setting (saved with Ctrl+S).")
+    intro = ("Creates (or updates) the Azure ML online endpoint and a Triton deployment, then routes traffic. The "
+             "endpoint name is the ENDPOINT_NAME setting and the mode the DEPLOYMENT_MODE setting (saved with Ctrl+S).")
     needs_to_run = ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "AZURE_LOCATION",
                     "ENDPOINT_NAME", "MODEL_NAME", "MODEL_VERSION")
 
@@ -87,6 +91,13 @@ class DeployPane(StepPane):
             yield Label("Endpoint name", classes="row-label")
             yield Input(s.value("ENDPOINT_NAME"), placeholder="ENDPOINT_NAME, e.g. cv-triton-demo", id="endpoint-name",
                         max_length=32)
+        with Horizontal(classes="form-row"):
+            yield Label("Deployment mode", classes="row-label")
+            with RadioSet(id="deployment-mode"):
+                for mode in DEPLOYMENT_MODES.values():
+                    yield MarkedRadioButton(mode.title, value=deployment_mode(s) == mode.name,
+                                            id=f"mode-{mode.name}")
+        yield Static("", id="mode-note")
         with Horizontal(classes="form-row"):
             yield Label("Deployment name", classes="row-label")
             yield Input(s.deployment_name, id="deployment-name", max_length=32)
@@ -136,9 +147,29 @@ class DeployPane(StepPane):
         endpoint = self.query_one("#endpoint-name", Input)
         if endpoint.value.strip() != self.state.value("ENDPOINT_NAME"):   # edited on the Settings step
             endpoint.value = self.state.value("ENDPOINT_NAME")
+        mode = deployment_mode(self.state)
+        for button in self.query_one("#deployment-mode", RadioSet).query(MarkedRadioButton):
+            if button.id == f"mode-{mode}" and not button.value:   # edited on the Settings step
+                button.value = True
+        self.show_mode()
         self._validate()
         if not self.running:
             self.look()
+
+    def show_mode(self) -> None:
+        """The chosen mode's cost and limits, one line each, and what Deploy runs for it."""
+        mode = DEPLOYMENT_MODES.get(deployment_mode(self.state))
+        note = Text()
+        if mode is None:
+            note.append("DEPLOYMENT_MODE is not one of " + " or ".join(DEPLOYMENT_MODES) + ": choose one above.",
+                        style="red")
+        else:
+            note.append("Costs: ", style="bold")
+            note.append(mode.costs + "\n")
+            note.append("Cannot: ", style="bold")
+            note.append(mode.cannot + "\n")
+            note.append("Runs: " + ", ".join(deploy_steps(mode.name)), style="dim")
+        self.query_one("#mode-note", Static).update(note)
 
     # ------------------------------------------------------------------ what the endpoint is now
     def look(self) -> None:
@@ -271,6 +302,12 @@ class DeployPane(StepPane):
             self.wizard.choices_changed()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "deployment-mode" and event.pressed.id:
+            mode = event.pressed.id.removeprefix("mode-")
+            if mode != deployment_mode(self.state):
+                self.wizard.setting_changed("DEPLOYMENT_MODE", mode)
+            self.show_mode()
+            return
         if event.radio_set.id == "auth-mode" and event.pressed.id:
             self.state.auth_mode = event.pressed.id.removeprefix("auth-")
             self.wizard.choices_changed()
@@ -322,9 +359,15 @@ class DeployPane(StepPane):
         if problems:
             self.app.notify(next(iter(problems.values())), severity="warning")
             return
+        mode = deployment_mode(s)
+        if mode not in DEPLOYMENT_MODES:
+            self.app.notify(f"DEPLOYMENT_MODE {mode!r} is not known: choose " + " or ".join(DEPLOYMENT_MODES)
+                            + " on this step", severity="warning")
+            return
         options = self._options(deployment=s.deployment_name, instance_type=s.instance_type,
-                                instance_count=int(s.instance_count), auth_mode=s.auth_mode, traffic=s.traffic)
-        self._start(DEPLOY_STEPS, options, "deploy", "Deploy")
+                                instance_count=int(s.instance_count), auth_mode=s.auth_mode, traffic=s.traffic,
+                                deployment_mode=mode)
+        self._start(deploy_steps(mode), options, "deploy", "Deploy")
 
     def ask_shift(self) -> None:
         from cvtriton_core.errors import UserError

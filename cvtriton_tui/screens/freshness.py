@@ -31,8 +31,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 SETTINGS_READ: dict[str, tuple[str, ...]] = {
     "train": ("VISION_TRAINING_ENDPOINT", "VISION_EXPORT_FLAVOR", "VISION_PUBLISH_ITERATION_NAME",
               "VISION_PREDICTION_RESOURCE_ID", "VISION_PROJECT_TASK", "VISION_PROJECT_DOMAIN"),
-    "package": ("MODEL_NAME", "MODEL_VERSION"),
-    "deploy": ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "ENDPOINT_NAME"),
+    "package": ("MODEL_NAME", "MODEL_VERSION", "TRITON_ENSEMBLE"),
+    "deploy": ("AZURE_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE", "ENDPOINT_NAME",
+               "DEPLOYMENT_MODE"),
     "results": ("ENDPOINT_NAME",),
 }
 # Read by Package & build only when it builds the image (the registry password is a secret: never hashed here).
@@ -78,6 +79,8 @@ def _own_inputs(state: "WizardState", step: str, target: str) -> list[str]:
             parts += ["project", project, iteration]
     if step == "package" and target == "local":
         parts += ["sample"] if state.model_choice == "sample" else ["path", state.model_path]
+    if step == "package" and target == "azure":     # no-code writes the repository without the image ensemble
+        parts.append(f"DEPLOYMENT_MODE={settings.get('DEPLOYMENT_MODE') or ''}")
     if step == "package":
         from cvtriton_tui.screens.state import image_steps
 

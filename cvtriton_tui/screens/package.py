@@ -27,7 +27,7 @@ from cvtriton_core.layout import sample_dir
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens import freshness
 from cvtriton_tui.screens.base import StepPane
-from cvtriton_tui.screens.state import core_steps_available, image_steps
+from cvtriton_tui.screens.state import core_steps_available, image_steps, no_code
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.layer_progress import LayerProgressView
 from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
@@ -38,6 +38,9 @@ TITLES = {"import": "Import model", "repository": "Write Triton repository", "pa
 NOT_WRITTEN = "Not written yet — press Package (F5)."
 NO_IMAGE = "No image is built in this plan: choose \"Also build the Triton image\" above (needs Docker)."
 IMAGE_UNAVAILABLE = "The Triton image steps are not part of this build: only import and repository run here."
+NO_CODE_PLAN = ("No-code deployment (DEPLOYMENT_MODE, chosen on Deploy): only the model repository is written — no "
+                "image to build or push, and no image ensemble (Azure ML's Triton image cannot run its python-backend "
+                "models).")
 PUSH_NEEDS = ("Not pushed here: the Deploy step pushes it into the workspace's registry (the one the endpoint pulls "
               "from). To push it here too, set IMAGE_REGISTRY on the Settings step (host[:port][/namespace]).")
 # What is true after a cancel, for the step that was interrupted.
@@ -133,7 +136,9 @@ class PackagePane(StepPane):
         """Say what a run does with the image: which steps, where the base comes from, whether it is pushed."""
         state, plan = self.state, self.image_plan()
         text = Text()
-        if image_steps(state) and not plan:
+        if no_code(state):
+            text.append(NO_CODE_PLAN, style="dim")
+        elif image_steps(state) and not plan:
             text.append(IMAGE_UNAVAILABLE, style="yellow")
         elif plan:
             base = state.value("TRITON_BASE_IMAGE") or state.effective_settings().get("TRITON_BASE_IMAGE")
@@ -197,7 +202,9 @@ class PackagePane(StepPane):
         self._run(export)
 
     def _run(self, model: Path | None) -> None:
-        self.start_run(self.step_names(), RunOptions(model=model), title="Package")
+        # No-code: Azure ML's own Triton image cannot run the image ensemble's python-backend models.
+        ensemble = False if no_code(self.state) else None
+        self.start_run(self.step_names(), RunOptions(model=model, ensemble=ensemble), title="Package")
 
     def on_package_pane_sample_ready(self, message: SampleReady) -> None:
         self.query_one(EventLog).note(f"Sample export: {message.export} ({len(message.images)} test images)")

@@ -131,11 +131,24 @@ class WizardState:
         return folder.resolve()   # absolute: the local Triton gets absolute paths whatever the current folder
 
 
+def deployment_mode(state: WizardState) -> str:
+    """DEPLOYMENT_MODE as the run would read it (an unset variable means its default)."""
+    return str(state.effective_settings().get("DEPLOYMENT_MODE") or "")
+
+
+def no_code(state: WizardState, target: str | None = None) -> bool:
+    """Azure target in no-code mode: Package & build writes only the repository (no image, no image ensemble)."""
+    from cvtriton_core.deployment_mode import NO_CODE
+
+    return (target or state.target) == "azure" and deployment_mode(state) == NO_CODE
+
+
 def image_steps(state: WizardState, target: str | None = None) -> tuple[str, ...]:
     """The Triton image steps Package & build runs after import and repository on ``target`` (default: the
-    current one): always for Azure, on request for Local; push only for Azure and only with IMAGE_REGISTRY."""
+    current one): for Azure in container mode, on request for Local; push only for Azure and only with
+    IMAGE_REGISTRY."""
     target = target or state.target
-    if target != "azure" and not state.build_image:
+    if no_code(state, target) or (target != "azure" and not state.build_image):
         return ()
     return ("package", "build", "push") if target == "azure" and state.value("IMAGE_REGISTRY") else ("package", "build")
 
