@@ -198,7 +198,7 @@ class _HttpError(Exception):
         self.status = status
 
 
-def _default_ssl_context() -> ssl_lib.SSLContext:
+def default_ssl_context() -> ssl_lib.SSLContext:
     """System CAs (OpenSSL also reads SSL_CERT_FILE), plus REQUESTS_CA_BUNDLE when set, as the Azure SDKs do."""
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or None
     return ssl_lib.create_default_context(cafile=bundle)
@@ -222,7 +222,7 @@ class _Target:
         if not host:
             raise UserError(f"the Triton URL {url!r} has no host", "give host:port, e.g. 127.0.0.1:8000")
         self.host, self.port, self.ssl = host, int(port), use_ssl
-        self.ssl_context = (ssl_context or _default_ssl_context()) if use_ssl else None
+        self.ssl_context = (ssl_context or default_ssl_context()) if use_ssl else None
         self.secrets = [str(v) for v in headers.values() if v]
         path = ("/" + base.strip("/") if base.strip("/") else "") + request.path
         lines = [f"POST {path} HTTP/1.1", f"Host: {hostport}", f"Content-Length: {len(request.body)}",

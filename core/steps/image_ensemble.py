@@ -140,19 +140,63 @@ def disagreements(a: tuple[Prediction, ...], b: tuple[Prediction, ...], toleranc
     return found
 
 
-def test_summary(preds: tuple[Prediction, ...], median_ms: float, image_answer: PathAnswer | None,
+#: What each path sends, for screens and logs.
+PATH_TITLES = {"tensor": "tensors to the model", "image": "image bytes to the ensemble",
+               "customvision": "image bytes through the Custom Vision route"}
+
+
+def compare_answers(ctx: StepContext, answers: tuple[PathAnswer, ...]) -> tuple[str, ...]:
+    """Where the other paths' answers differ from the first one's (the tensor path: client-side pre- and
+    post-processing); empty when they all agree within ``AGREEMENT_TOLERANCE``. A difference is a warning."""
+    reference, *others = answers
+    differ: list[str] = []
+    for answer in others:
+        prefix = "" if answer.path == "image" else f"{answer.path} route: "
+        differ += [prefix + d for d in disagreements(reference.predictions, answer.predictions)]
+    if differ:
+        ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
+    return tuple(differ)
+
+
+def agreement(answers: tuple[PathAnswer, ...], differ: tuple[str, ...]) -> str:
+    """"image ensemble agrees" (with the tensor path), "image ensemble and Custom Vision route disagree", …;
+    "" when only the tensor path answered."""
+    names = {"image": "image ensemble", "customvision": "Custom Vision route"}
+    others = [names[a.path] for a in answers[1:] if a.path in names]
+    if not others:
+        return ""
+    verb = ("disagree" if differ else "agree") if len(others) > 1 else ("disagrees" if differ else "agrees")
+    return f"{' and '.join(others)} {verb}"
+
+
+def test_summary(preds: tuple[Prediction, ...], median_ms: float, answers: tuple[PathAnswer, ...],
                  differ: tuple[str, ...], reports: tuple) -> str:
     """The test step's one line: best prediction, median latency, agreement, what went wrong in the load test."""
     best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
     parts = [f"{best} ({median_ms:.1f} ms median)"]
-    if image_answer is not None:
-        parts.append("image ensemble disagrees" if differ else "image ensemble agrees")
+    if agreement(answers, differ):
+        parts.append(agreement(answers, differ))
     errors = sum(r.error_count for r in reports)
     if errors:
         parts.append(f"{errors} load-test errors")
     if any(r.stopped != "completed" for r in reports):
         parts.append("load test stopped early")
     return "; ".join(parts)
+
+
+def answer_paths(client: Any, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
+                 route_url: str | None, *, ssl: bool, headers: dict[str, str] | None,
+                 log: Any) -> tuple[PathAnswer, ...]:
+    """The test image every way the server serves it (blocking; the thread that made ``client``): tensors to
+    the model, bytes to the ensemble (when ``ensemble``), bytes through the Custom Vision route at
+    ``route_url`` (when given) — in that order; ``log(line)`` gets each path's first-request figures."""
+    answers = [a for a in answer_both(client, model, info, tensor, image_bytes, ensemble) if a is not None]
+    if route_url and ensemble is not None:
+        answers.append(answer_customvision(route_url, ensemble, image_bytes, ssl=ssl, headers=headers))
+    for answer in answers:
+        log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
+            f"{answer.request_bytes} bytes sent")
+    return tuple(answers)
 
 
 def answer_both(client: Any, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
