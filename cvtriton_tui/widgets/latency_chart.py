@@ -91,25 +91,10 @@ class Bars:
 
 def histogram(series: Sequence[Sequence[float]], buckets: int = MAX_BUCKETS,
               ) -> tuple[list[tuple[float, float]], list[list[int]]]:
-    """Equal-width buckets from the fastest to the slowest value of all ``series`` (at most ``buckets``, no
-    more than there are values), and each series' counts in them: ([(low, high)], [[count per bucket]]).
-    A value equal to a bound between two buckets counts in the upper one; the slowest in the last."""
-    values = [v for one in series for v in one]
-    if not values:
-        return [], [[] for _ in series]
-    low, high = min(values), max(values)
-    count = max(1, min(buckets, len(values)))
-    if high <= low:
-        count, high = 1, low
-    width = (high - low) / count
-    edges = [(low + i * width, low + (i + 1) * width if i < count - 1 else high) for i in range(count)]
-    counts = []
-    for one in series:
-        row = [0] * count
-        for v in one:
-            row[min(count - 1, int((v - low) / width)) if width > 0 else 0] += 1
-        counts.append(row)
-    return edges, counts
+    """The load test's own buckets (``cvtriton_triton.load_test.latency_histogram``), at most ``MAX_BUCKETS``."""
+    from cvtriton_triton.load_test import latency_histogram
+
+    return latency_histogram(series, buckets)
 
 
 def _bar(count: int, top: int, width: int) -> str:
