@@ -21,6 +21,7 @@ from cvtriton_triton.model_info import Prediction
 #: Probabilities and box coordinates of the two paths may differ by this much and still agree
 #: (both run the same code on the same bytes; JSON round-trips float64 exactly).
 AGREEMENT_TOLERANCE = 1e-4
+SIDE_BY_SIDE_ROWS = 5          # predictions per path in the side-by-side log lines
 
 
 def ensemble_wanted(ctx: StepContext, override: bool | None) -> bool:
@@ -153,6 +154,12 @@ def compare_answers(ctx: StepContext, answers: tuple[PathAnswer, ...]) -> tuple[
     for answer in others:
         prefix = "" if answer.path == "image" else f"{answer.path} route: "
         differ += [prefix + d for d in disagreements(reference.predictions, answer.predictions)]
+    if others:
+        ctx.log(f"side by side ({' | '.join(a.path for a in answers)}), by rank:")
+        for rank in range(min(SIDE_BY_SIDE_ROWS, max(len(a.predictions) for a in answers))):
+            cells = [f"{a.predictions[rank].label} {a.predictions[rank].probability:.4f}"
+                     if rank < len(a.predictions) else "—" for a in answers]
+            ctx.log(f"  #{rank + 1} " + " | ".join(cells))
     if differ:
         ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
     return tuple(differ)
