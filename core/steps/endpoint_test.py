@@ -5,7 +5,7 @@ the local test sends it: tensors to the model, the raw bytes to the image ensemb
 bytes through the Custom Vision route on the endpoint's own host (when this run's image carries it), which is
 the URL an app that called Custom Vision uses (``customvision_url``). The first request of each path gives its
 answer (compared with the tensor path's); then the load generator of the local test
-(``cvtriton_triton.load_test``: N requests per ``/v2`` path at a chosen concurrency, bounded in time, trust from
+(``cvtriton_triton.load_test``: N requests per path at a chosen concurrency, bounded in time, trust from
 ``REQUESTS_CA_BUNDLE`` when set) gives p50/p95/p99 and throughput. Refusals are explained: 401 (key or token),
 404 (no route), 408 (timeout), 424 (the container answered non-200: its status from
 ``ms-azureml-model-error-statuscode``), 429 (over the endpoint's concurrency limit), 5xx."""
@@ -44,8 +44,8 @@ MAX_ENDPOINT_CONCURRENCY = 64
 @dataclass(frozen=True)
 class EndpointTestResult:
     """p50/p95/p99, throughput and ``latencies_ms`` are the tensor path's (``load[0]``); ``failed`` and
-    ``errors`` (by status) count every path's load test; ``load`` has one report per ``/v2`` path, in the
-    order of ``answers``."""
+    ``errors`` (by status) count every path's load test; ``load`` has one report per path, in the order of
+    ``answers``."""
 
     summary: str
     model: str
@@ -152,11 +152,12 @@ class _Target:
         return answer_paths(client, self.model, self.info, self.tensor, self.image_bytes, self.ensemble,
                             self.host if self.route else None, ssl=True, headers=self.headers, log=log)
 
-    def requests(self) -> list:
-        """The ``/v2`` inferences, serialized once for the load generator: tensor path, then the ensemble."""
-        from cvtriton_core.steps.image_ensemble import load_requests
+    def load_targets(self) -> list:
+        """Every path's request, serialized once for the load generator, in the order of ``answers``."""
+        from cvtriton_core.steps.image_ensemble import load_targets
 
-        return load_requests(self.model, self.info, self.tensor, self.image_bytes, self.ensemble)
+        return load_targets(self.host, self.model, self.info, self.tensor, self.image_bytes, self.ensemble,
+                            self.host if self.route else None)
 
     def explain(self, status: int | None, message: str, container_status: str | None = None) -> tuple[str, str]:
         return explain_status(status, message, model=self.model, deployment=self.deployment,
@@ -203,9 +204,9 @@ class EndpointTest:
         stop = threading.Event()
         try:
             answers = await self._warm_up(ctx, az, target, secret)
-            requests = await ctx.blocking(target.requests)
-            reports = await ctx.blocking(run_load_tests, ctx, target.host, requests, self.spec, ssl=True,
-                                         headers=target.headers, stop=stop)
+            targets = await ctx.blocking(target.load_targets)
+            reports = await ctx.blocking(run_load_tests, ctx, targets, self.spec, ssl=True, headers=target.headers,
+                                         stop=stop)
         except asyncio.CancelledError:
             stop.set()      # else the threads keep sending to the endpoint, and quitting waits for them
             raise

@@ -1,5 +1,6 @@
 """The image ensemble in the pipeline: whether to write it, which ids it answers with, and the test
-step's two answers (raw image bytes through the ensemble, tensors to the plain model) and load tests.
+steps' answers (tensors to the plain model, raw image bytes through the ensemble and through the Custom
+Vision route) and load tests.
 
 Used by ``WriteRepository`` and ``TestModel`` in ``local_target``; the Triton side lives in
 ``cvtriton_triton.ensemble`` (writer), ``ensemble_runtime`` (what the steps run) and ``load_test``.
@@ -242,28 +243,39 @@ def answer_customvision(url: str, ensemble: Any, image_bytes: bytes, *, ssl: boo
                       len(image_bytes), document)
 
 
-def load_requests(model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any) -> list:
-    """The prebuilt requests the load test replays: tensor path first, then the ensemble (if any)."""
+#: The load report's name for the Custom Vision route's load test.
+ROUTE_TARGET = "Custom Vision route"
+
+
+def load_targets(url: str, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
+                 route_url: str | None = None) -> list[tuple[str, Any]]:
+    """(where, prebuilt request) for each path the load test replays, in the order of ``answer_paths``:
+    tensors to ``model`` and the bytes to the ensemble (if any) at ``url``, then the bytes through the
+    Custom Vision route at ``route_url`` (when given), posted as an app posts them."""
     import numpy as np
 
+    from cvtriton_triton.customvision_client import route_for
     from cvtriton_triton.ensemble_runtime import IMAGE_INPUT, PREDICTION_OUTPUT
-    from cvtriton_triton.load_test import infer_request
+    from cvtriton_triton.load_test import HttpRequest, infer_request
 
-    requests = [infer_request(model, [(info.input.name, tensor)], [o.name for o in info.outputs])]
+    targets = [(url, infer_request(model, [(info.input.name, tensor)], [o.name for o in info.outputs]))]
     if ensemble is not None:
         batch = np.array([image_bytes], dtype=object).reshape(ensemble.request_shape)
-        requests.append(infer_request(ensemble.names.ensemble, [(IMAGE_INPUT, batch)], [PREDICTION_OUTPUT]))
-    return requests
+        targets.append((url, infer_request(ensemble.names.ensemble, [(IMAGE_INPUT, batch)], [PREDICTION_OUTPUT])))
+        if route_url:
+            targets.append((route_url, HttpRequest(route_for(ensemble), image_bytes,
+                                                   (("Content-Type", "application/octet-stream"),), ROUTE_TARGET)))
+    return targets
 
 
-def run_load_tests(ctx: StepContext, url: str, requests: list, spec: Any, *, ssl: bool,
+def run_load_tests(ctx: StepContext, targets: list[tuple[str, Any]], spec: Any, *, ssl: bool,
                    headers: dict[str, str] | None, stop: threading.Event) -> tuple:
-    """Each request's load test in turn (blocking), with progress lines; stops early when ``stop`` is set."""
+    """Each target's load test in turn (blocking), with progress lines; stops early when ``stop`` is set."""
     from cvtriton_triton.load_test import run_load
 
     reports = []
-    total = spec.requests * len(requests)
-    for position, request in enumerate(requests):
+    total = spec.requests * len(targets)
+    for position, (url, request) in enumerate(targets):
         if stop.is_set():
             break
         offset = position * spec.requests

@@ -60,7 +60,7 @@ class TestResult:
     answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble,
                                             # bytes through the Custom Vision route (a container that serves it)
     disagreements: tuple[str, ...] = ()     # where the two answers differ (empty: they agree)
-    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per path, same order
+    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per answer, same order
     smoke: bool = False                     # one request with a generated picture (no test image given)
 
     def to_json(self) -> dict:
@@ -268,7 +268,7 @@ class TestModel:
                           predictions=(), latency_ms=ms, latencies_ms=(ms,), smoke=True)
 
     async def _timed(self, ctx: StepContext, url: str, repo: Path, model: str, info: ModelInfo) -> TestResult:
-        from cvtriton_core.steps.image_ensemble import (answer_paths, compare_answers, load_requests,
+        from cvtriton_core.steps.image_ensemble import (answer_paths, compare_answers, load_targets,
                                                         run_load_tests, test_summary)
         from cvtriton_triton.ensemble import find_ensemble
         from cvtriton_triton.infer_client import TritonHttpClient
@@ -302,9 +302,8 @@ class TestModel:
                                        headers=None, log=lambda line: ctx.log(line, source="test"))
             finally:
                 client.close()
-            requests = load_requests(model, info, tensor, image_bytes, ensemble)
-            return answers, run_load_tests(ctx, url, requests, self.spec, ssl=False, headers=None,
-                                           stop=stop)
+            targets = load_targets(url, model, info, tensor, image_bytes, ensemble, route_url)
+            return answers, run_load_tests(ctx, targets, self.spec, ssl=False, headers=None, stop=stop)
 
         try:
             answers, reports = await ctx.blocking(send_requests)

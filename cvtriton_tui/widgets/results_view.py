@@ -155,7 +155,7 @@ class ResultsView(Vertical):
         report = self.query_one("#load-report", Static)
         report.update("\n".join(load_lines(reports)))
         report.display = bool(reports)
-        series = [(f"{a.path} ({r.target})", r.latencies_ms)
+        series = [(PATH_COLUMNS.get(a.path, a.path), r.latencies_ms)
                   for a, r in zip(getattr(result, "answers", ()), reports)] if reports else None
         self.query_one("#latency", LatencyChart).show(result.latencies_ms or (result.latency_ms,), result.latency_ms,
                                                       series=series)

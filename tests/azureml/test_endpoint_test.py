@@ -66,7 +66,7 @@ async def test_token_refresh_and_refusals(azure, workfolder, tmp_path, test_imag
 async def test_image_bytes_through_the_ensemble_and_the_customvision_route(azure, workfolder, tmp_path, test_image,
                                                                           kit, monkeypatch):
     """The deployment of this run's image serves tensors, the image ensemble over /v2 and the Custom Vision
-    route on the endpoint's own host: the step load-tests both /v2 paths with progress, puts the three answers
+    route on the endpoint's own host: the step load-tests the three paths with progress, puts the three answers
     side by side, and gives the URL an app uses — which the Custom Vision prediction SDK calls with
     ``Authorization: Bearer <key>`` and gets the tensor path's answer; a wrong key is a 401, explained."""
     import re
@@ -87,11 +87,11 @@ async def test_image_bytes_through_the_ensemble_and_the_customvision_route(azure
     tested = kit.result_of(events, "endpoint-test")
 
     assert [a.path for a in tested.answers] == ["tensor", "image", "customvision"] and not tested.disagreements
-    assert [r.target for r in tested.load] == [work.model_name, f"{work.model_name}_image"]
+    assert [r.target for r in tested.load] == [work.model_name, f"{work.model_name}_image", "Custom Vision route"]
     assert all(r.ok == 6 and not r.errors and r.concurrency == 2 for r in tested.load)
     assert tested.failed == 0 and tested.errors == {} and "image ensemble and Custom Vision route agree" in tested.summary
     progress = [e for e in events if isinstance(e, Progress) and e.step == "endpoint-test" and e.total]
-    assert progress and progress[-1].done == progress[-1].total == 12     # 6 requests x 2 paths
+    assert progress and progress[-1].done == progress[-1].total == 18     # 6 requests x 3 paths
     # the route's bytes are the picture itself, the tensor's a float32 tensor
     assert tested.answers[2].request_bytes == test_image.stat().st_size < tested.answers[0].request_bytes
 

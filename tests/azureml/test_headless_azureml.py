@@ -39,13 +39,13 @@ async def test_run_deploy_test_delete_json(azure, workfolder, tmp_path, test_ima
     result = finished["endpoint-test"]["result"]
     assert result["requests"] == 4 and result["deployment"] == "blue" and result["failed"] == 0
     assert result["predictions"] and set(result["predictions"][0]) == {"label", "probability"}
-    # every path the deployment serves, side by side; both /v2 paths load-tested at concurrency 2, with progress
+    # every path the deployment serves, side by side and load-tested at concurrency 2, with progress
     assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"]
     assert result["disagreements"] == [] and result["errors"] == {} and result["concurrency"] == 2
     assert "/customvision/v3.0/Prediction/" in result["customvision_url"]
-    assert [(r["concurrency"], r["planned"], r["ok"]) for r in result["load"]] == [(2, 4, 4), (2, 4, 4)]
+    assert [(r["concurrency"], r["planned"], r["ok"]) for r in result["load"]] == [(2, 4, 4)] * 3
     progress = [e for e in events if e["step"] == "endpoint-test" and e["kind"] == "progress" and e.get("total")]
-    assert progress and progress[-1]["done"] == progress[-1]["total"] == 8
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 12     # 4 requests x 3 paths
     assert finished["traffic"]["result"]["skipped"] is True                 # blue already had 100%
     assert azure.arm.endpoints == {}
     printed = done.stdout + done.stderr                 # no key, token or registry credential is ever shown

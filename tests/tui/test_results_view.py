@@ -89,7 +89,7 @@ async def test_an_endpoint_result_renders_with_every_answer_the_url_and_errors_b
         assert "colours: 5/6 ok at concurrency 2" in report and "errors: HTTP 429 × 1" in report
         assert "colours_image: 6/6 ok" in report and "errors: no errors" in report
         histogram_widget = view.query_one(LatencyHistogram)
-        assert [name for name, _ in histogram_widget.series] == ["tensor (colours)", "image (colours_image)"]
+        assert [name for name, _ in histogram_widget.series] == ["tensor → model", "bytes → ensemble"]
         assert sum(len(v) for _, v in histogram_widget.series) == 11
 
 

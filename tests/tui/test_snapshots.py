@@ -126,8 +126,8 @@ def test_local_test_with_detection_results(snap_compare, local_app: WizardApp) -
 
 
 def test_local_test_load_results(snap_compare, local_app: WizardApp) -> None:
-    """Three paths of a container (tensor, ensemble, Custom Vision route) side by side, each /v2 path's load
-    test with its errors by status, and the latency histogram with a column per path."""
+    """Three paths of a container (tensor, ensemble, Custom Vision route) side by side, each path's load test
+    with its errors by status, and the latency histogram with a column per path."""
     async def before(pilot) -> None:
         image = Path("red.png")
         Image.new("RGB", (64, 64), (200, 30, 30)).save(image)
@@ -138,9 +138,11 @@ def test_local_test_load_results(snap_compare, local_app: WizardApp) -> None:
                        Prediction("blue", 0.0087, None))
         tensor_ms = tuple(4.0 + (i * 7 % 11) / 5 for i in range(40))
         image_ms = tuple(6.0 + (i * 5 % 13) / 4 for i in range(38))
+        route_ms = tuple(6.5 + (i * 3 % 7) / 3 for i in range(40))
         load = (LoadReport("colours", 4, 40, 40, {}, tensor_ms, 0.05, "completed", 602_400),
                 LoadReport("colours_image", 4, 40, 38, {"503": 1, "timeout": 1}, image_ms, 0.08, "completed",
-                           1_320))
+                           1_320),
+                LoadReport("Custom Vision route", 4, 40, 40, {}, route_ms, 0.09, "completed", 1_260))
         answers = (PathAnswer("tensor", "colours", predictions, 5.2, 602_112),
                    PathAnswer("image", "colours_image", predictions, 7.9, 1_102),
                    PathAnswer("customvision", "colours_image", predictions, 8.4, 1_102))
