@@ -13,6 +13,7 @@ from dotenv import dotenv_values
 
 from cvtriton_core.adapters.customvision_types import (DEFAULT_EXPORT_FLAVOR, ONNX_FLAVORS, TASKS,
                                                        canonical_flavor)
+from cvtriton_core.deployment_mode import DEFAULT_DEPLOYMENT_MODE, DEPLOYMENT_MODES, mode_problem
 from cvtriton_core.errors import SettingsError
 from cvtriton_core.fsutil import atomic_write_bytes, atomic_write_text
 from cvtriton_core.redact import mask, register_secret
@@ -77,6 +78,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AZUREML_RESOURCE_GROUP", "Azure ML", "Resource group of the Azure ML workspace", AZURE, check=_pattern(RESOURCE_GROUP, "a resource group name (letters, digits, -_.())")),
     Variable("AZUREML_WORKSPACE", "Azure ML", "Azure ML workspace name", AZURE, check=_pattern(WORKSPACE, "3-33 letters, digits, - or _")),
     Variable("AZURE_LOCATION", "Azure ML", "Region, e.g. westeurope", AZURE, check=_pattern(LOCATION, "a region name like westeurope (lower case, no spaces)")),
+    Variable("DEPLOYMENT_MODE", "Azure ML", "How the model is deployed: " + " or ".join(DEPLOYMENT_MODES)
+             + " (what each costs and cannot do: README, Azure ML)", frozenset(), check=mode_problem,
+             default=DEFAULT_DEPLOYMENT_MODE),
     Variable("VISION_TRAINING_ENDPOINT", "Custom Vision resource", "Training endpoint URL", AZURE, check=_pattern(URL, "a URL like https://NAME.cognitiveservices.azure.com/")),
     Variable("VISION_TRAINING_KEY", "Custom Vision resource", "Training key", AZURE, secret=True, check=_key),
     Variable("VISION_PREDICTION_ENDPOINT", "Custom Vision resource", "Prediction endpoint URL", frozenset(), check=_pattern(URL, "a URL like https://NAME-prediction.cognitiveservices.azure.com/")),

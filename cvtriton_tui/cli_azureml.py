@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from cvtriton_core.deployment_mode import DEPLOYMENT_MODES
 from cvtriton_core.steps.azureml_options import (
     AUTH_MODES, DEFAULT_DEPLOYMENT, DEFAULT_INSTANCE_TYPE, DELETE_TARGETS, AzureOptions,
 )
@@ -42,6 +43,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                        help="delete: the whole endpoint (default) or one deployment (--deployment)")
     group.add_argument("--by-traffic", action="store_true",
                        help="endpoint-test: send no deployment header (the endpoint's traffic split decides)")
+    group.add_argument("--deployment-mode", choices=tuple(DEPLOYMENT_MODES),
+                       help="deploy: " + "; ".join(f"{m.name}: {m.costs}" for m in DEPLOYMENT_MODES.values())
+                       + " (default: DEPLOYMENT_MODE, else container)")
     group.add_argument("--poll-seconds", type=_seconds, default=5.0,
                        help="how often provisioning state and container logs are read (default 5)")
 
@@ -50,4 +54,5 @@ def options_from(args: argparse.Namespace) -> AzureOptions:
     return AzureOptions(endpoint=args.endpoint, deployment=args.deployment, image=args.deploy_image,
                         instance_type=args.instance_type, instance_count=args.instance_count,
                         auth_mode=args.auth_mode, traffic=args.traffic, rollback=args.rollback, delete=args.delete,
-                        by_traffic=args.by_traffic, poll_s=args.poll_seconds)
+                        by_traffic=args.by_traffic, poll_s=args.poll_seconds,
+                        deployment_mode=args.deployment_mode)

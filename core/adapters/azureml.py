@@ -1,6 +1,7 @@
 """The one adapter over Azure Machine Learning (``azure-ai-ml``) with ``azure-identity``'s
-``DefaultAzureCredential``: workspace, its container registry, VM sizes and quota, managed online endpoints and
-custom-container Triton deployments, keys and tokens, logs, traffic, deletion.
+``DefaultAzureCredential``: workspace, its container registry, VM sizes and quota, managed online endpoints,
+custom-container and no-code Triton deployments, model assets (:mod:`azureml_assets`), keys and tokens, logs,
+traffic, deletion.
 
 Both SDKs are imported lazily (``import azure.ai.ml`` takes seconds). Every method is synchronous and blocking:
 steps call them through ``StepContext.blocking``. Long-running operations come back as :class:`LongOperation`
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from cvtriton_core.adapters import sdk_output
+from cvtriton_core.adapters.azureml_assets import ModelAssets
 from cvtriton_core.adapters.azureml_errors import AzureMLError, user_error
 from cvtriton_core.errors import UserError
 from cvtriton_core.redact import register_secret
@@ -120,6 +122,11 @@ class DeploymentInfo:
     instance_type: str
     instance_count: int
     image: str = ""
+    model: str = ""                   # no-code: the model asset's ARM id
+
+    @property
+    def serves(self) -> str:
+        return self.model or self.image
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,17 @@ class DeploymentSpec:
     request_timeout_ms: int = REQUEST_TIMEOUT_MS
     environment_variables: dict[str, str] = field(default_factory=dict)
     port: int = TRITON_PORT   # the image's scoring port: 8000 (Triton), or its Custom Vision front (/v2 there too)
+    model: str = ""           # no-code: the triton_model asset's ARM id (then no image, no environment)
+
+    @property
+    def serves(self) -> str:
+        """What the deployment runs: the image, or (no-code) the model asset's ARM id."""
+        return self.model or self.image
+
+    @property
+    def shown(self) -> str:
+        """``serves`` as a user reads it: the image, or ``azureml:NAME:VERSION``."""
+        return asset_reference(self.model) if self.model else self.image
 
 
 @dataclass(frozen=True, repr=False)
@@ -168,8 +186,8 @@ class LongOperation:
             raise user_error(exc, self.what, arm_url=self._arm_url) from None
 
 
-class AzureML:
-    """One workspace. ``log`` receives the SDKs' warnings (one line each) instead of the terminal."""
+class AzureML(ModelAssets):
+    """One workspace (its model assets: :class:`~cvtriton_core.adapters.azureml_assets.ModelAssets`). ``log`` receives the SDKs' warnings (one line each) instead of the terminal."""
 
     def __init__(self, subscription_id: str, resource_group: str, workspace: str, *,
                  log: Callable[[str], None] | None = None, credential: Any = None) -> None:
@@ -198,7 +216,8 @@ class AzureML:
         sdk_output.bridge_sdk_logs(self._log)   # azure.ai.ml adds its own stderr handler on import
         if self._credential is None:
             self._credential = DefaultAzureCredential()
-        client = MLClient(self._credential, self.subscription_id, self.resource_group, self.workspace_name)
+        client = MLClient(self._credential, self.subscription_id, self.resource_group, self.workspace_name,
+                          show_progress=False)   # uploads report progress as events (azureml_assets)
         self.arm_url = str(getattr(client, "_base_url", "") or "").rstrip("/")
         metadata_url = os.environ.get("ARM_CLOUD_METADATA_URL")
         if metadata_url and self.arm_url == PUBLIC_ARM and "management.azure.com" not in metadata_url:
@@ -387,18 +406,19 @@ class AzureML:
                                  failure_threshold=p.failure_threshold, success_threshold=p.success_threshold)
 
         route = lambda path: {"path": path, "port": spec.port}  # noqa: E731
-        environment = Environment(image=spec.image, inference_config={
+        # no-code: Azure ML supplies the Triton image and its routes; the deployment names only the model
+        environment = None if spec.model else Environment(image=spec.image, inference_config={
             "liveness_route": route(LIVENESS_PATH), "readiness_route": route(READINESS_PATH),
             "scoring_route": route(SCORING_PATH)})
+        tags = {TOOL_TAG[0]: TOOL_TAG[1], **({IMAGE_TAG: spec.image} if spec.image else {})}
         deployment = ManagedOnlineDeployment(
-            name=spec.name, endpoint_name=spec.endpoint, environment=environment,
+            name=spec.name, endpoint_name=spec.endpoint, environment=environment, model=spec.model or None,
             instance_type=spec.instance_type, instance_count=spec.instance_count,
             readiness_probe=probe(spec.readiness), liveness_probe=probe(spec.liveness),
             request_settings=OnlineRequestSettings(
                 max_concurrent_requests_per_instance=spec.max_concurrent_per_instance,
                 request_timeout_ms=spec.request_timeout_ms),
-            environment_variables=dict(spec.environment_variables) or None,
-            tags={TOOL_TAG[0]: TOOL_TAG[1], IMAGE_TAG: spec.image})
+            environment_variables=dict(spec.environment_variables) or None, tags=tags)
         what = f"deploy {spec.name} to endpoint {spec.endpoint}"
         client = self.client()
         return LongOperation(self._call(what, lambda: client.online_deployments.begin_create_or_update(deployment)),
@@ -435,9 +455,18 @@ def _endpoint_info(ep: Any) -> EndpointInfo:
 
 def _deployment_info(dep: Any, endpoint: str) -> DeploymentInfo:
     image = str((dep.tags or {}).get(IMAGE_TAG) or "")
+    model = dep.model if isinstance(dep.model, str) else str(getattr(dep.model, "id", "") or "")
     return DeploymentInfo(name=str(dep.name), endpoint=endpoint, state=_state(dep.provisioning_state),
                           instance_type=str(dep.instance_type or ""), instance_count=int(dep.instance_count or 1),
-                          image=image)
+                          image=image, model="" if image else (model or ""))
+
+
+def asset_reference(arm_id: str) -> str:
+    """``…/models/NAME/versions/VERSION`` -> ``azureml:NAME:VERSION`` (other text unchanged)."""
+    parts = arm_id.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "versions" and parts[-4] == "models":
+        return f"azureml:{parts[-3]}:{parts[-1]}"
+    return arm_id
 
 
 def families_usage(usages: Iterable[Usage], family: str) -> Usage | None:

@@ -7,14 +7,17 @@
 * ``azure.ai.ml`` attaches its own stderr handler at INFO ("Check: endpoint X exists"), and ``azure.identity``
   warnings reach Python's last-resort stderr handler. :func:`bridge_sdk_logs` replaces those with a handler
   that forwards WARNING and above to a callback (the running step's log), and nothing to the terminal.
+* The model upload prints to **stderr** from the calling thread: :func:`muted_stderr` drops that thread's
+  writes while it uploads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 POLLER_THREAD_PREFIX = "LROPoller"
 SDK_LOGGERS = ("azure", "azure.ai.ml", "azure.identity")   # azure.ai.ml does not propagate to "azure"
@@ -24,17 +27,24 @@ _leases = 0
 _installed: "_DropPollerWrites | None" = None
 
 
+def _poller_thread() -> bool:
+    return threading.current_thread().name.startswith(POLLER_THREAD_PREFIX)
+
+
 class _DropPollerWrites:
-    def __init__(self, target: Any) -> None:
+    """Passes writes through, except those of the threads ``dropped()`` says (poller threads by default)."""
+
+    def __init__(self, target: Any, dropped: Callable[[], bool] = _poller_thread) -> None:
         self._target = target
+        self._dropped = dropped
 
     def write(self, text: str) -> int:
-        if threading.current_thread().name.startswith(POLLER_THREAD_PREFIX):
+        if self._dropped():
             return len(text)
         return self._target.write(text)
 
     def flush(self) -> None:
-        if not threading.current_thread().name.startswith(POLLER_THREAD_PREFIX):
+        if not self._dropped():
             self._target.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -58,6 +68,24 @@ def release() -> None:
             if sys.stdout is _installed:
                 sys.stdout = _installed._target
             _installed = None
+
+
+_muted: set[int] = set()            # threads whose stderr writes are dropped (muted_stderr)
+
+
+@contextlib.contextmanager
+def muted_stderr() -> Iterator[None]:
+    """Drop what this thread writes to stderr meanwhile (azure-ai-ml's upload prints colour codes there even
+    with progress bars off); other threads' writes pass."""
+    with _lock:
+        if not isinstance(sys.stderr, _DropPollerWrites):
+            sys.stderr = _DropPollerWrites(sys.stderr, lambda: threading.get_ident() in _muted)  # type: ignore
+        _muted.add(threading.get_ident())
+    try:
+        yield
+    finally:
+        with _lock:
+            _muted.discard(threading.get_ident())
 
 
 def poller_lease(poller: Any) -> None:

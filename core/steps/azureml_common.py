@@ -74,11 +74,14 @@ def check_deployment_name(name: str) -> None:
 
 async def follow(ctx: StepContext, *, resource: str, name: str, read_state: Callable[[], str | None],
                  operation: Any = None, poll_s: float, logs: Callable[[], str] | None = None,
-                 follower: LogFollower | None = None, timeout_s: float | None = None) -> Any:
+                 follower: LogFollower | None = None, timeout_s: float | None = None,
+                 storage_logs: Callable[[], str] | None = None) -> Any:
     """Poll ``read_state`` (None: the resource is gone) every ``poll_s`` until ``operation`` is done (or, with
     no operation, until a terminal state), emitting each change as a ``StateChanged`` event and each new
-    container log line as a ``LogLine``. Returns ``operation.result()`` (which raises the service's error)."""
+    container log line as a ``LogLine`` (``storage_logs``: the storage initializer's too, which downloads a
+    no-code deployment's model). Returns ``operation.result()`` (which raises the service's error)."""
     previous: str | None = ctx.run.shared.get(f"state:{resource}:{name}")
+    storage_follower = LogFollower() if storage_logs is not None else None
     started = time.monotonic()
     warned = False
     while True:
@@ -91,10 +94,13 @@ async def follow(ctx: StepContext, *, resource: str, name: str, read_state: Call
                 ctx.log(f"could not read the {resource}'s state ({exc.cause}); still waiting", level="warning")
                 warned = True
             known, state = False, None
-        if logs is not None and follower is not None:
+        sources = [("inference-server", logs, follower), ("storage-initializer", storage_logs, storage_follower)]
+        for source, read_logs, lines in sources:
+            if read_logs is None or lines is None:
+                continue
             try:
-                for line in follower.feed(await ctx.blocking(logs)):
-                    ctx.log(line, source="inference-server")
+                for line in lines.feed(await ctx.blocking(read_logs)):
+                    ctx.log(line, source=source)
             except UserError:         # no logs before the container starts: the service may refuse them
                 pass
         shown = (state or "Deleted") if known else (previous or "unknown")

@@ -1,5 +1,6 @@
-"""The ``deploy`` step: a custom-container Triton deployment of the pushed image on an Azure ML managed online
-endpoint. Everything that can be checked is checked before anything is created (names, instance type in the
+"""The ``deploy`` step: a Triton deployment on an Azure ML managed online endpoint — of the pushed image
+(``DEPLOYMENT_MODE=container``) or of the model repository as a ``triton_model`` asset served by Azure ML's own
+Triton image (``no-code``, :mod:`azureml_nocode`). Everything that can be checked is checked before anything is created (names, instance type in the
 region, quota with Azure ML's 20% reserve, registry attached, image present, GPU only with a CUDA image); the
 endpoint and deployment operations are followed live (``StateChanged`` events, new container log lines); a
 failure names the service's reason, the last log lines and what now exists in Azure. A deployment next to a
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cvtriton_core.adapters.azureml_errors import AzureMLError
+from cvtriton_core.deployment_mode import DEPLOYMENT_MODES, NO_CODE
 from cvtriton_core.errors import UserError
 from cvtriton_core.pipeline import StepContext
 from cvtriton_core.settings import Settings
@@ -40,6 +42,9 @@ class DeployResult:
     image: str
     endpoint_created: bool
     skipped: bool = False
+    mode: str = "container"
+    model_asset: str = ""             # no-code: azureml:NAME:VERSION
+    uploaded_bytes: int = 0           # no-code: what this run uploaded (0: the asset or its files were there)
 
 
 
@@ -47,13 +52,31 @@ class Deploy:
     name = "deploy"
     title = "Deploy to Azure ML"
 
-    def __init__(self, options: AzureOptions | None = None) -> None:
+    def __init__(self, options: AzureOptions | None = None, *, run_steps: tuple[str, ...] = (),
+                 ensemble: bool | None = None) -> None:
         self.o = options or AzureOptions()
+        self.run_steps = tuple(run_steps)     # the run's steps: a no-code deploy refuses image steps among them
+        self.ensemble = ensemble              # --[no-]ensemble of the run (None: TRITON_ENSEMBLE)
+
+    def mode(self, settings: Settings) -> str:
+        """``--deployment-mode``, else ``DEPLOYMENT_MODE`` (validated), else container."""
+        if self.o.deployment_mode is not None:
+            if self.o.deployment_mode not in DEPLOYMENT_MODES:
+                raise UserError(f"deployment mode {self.o.deployment_mode!r} is not known",
+                                "choose " + " or ".join(DEPLOYMENT_MODES))
+            return self.o.deployment_mode
+        settings.require_valid("DEPLOYMENT_MODE")
+        return str(settings.get("DEPLOYMENT_MODE"))
 
     def check(self, settings: Settings) -> None:
-        """Names, auth mode, instance count and type, traffic and a given image, before anything is created."""
+        """Names, auth mode, instance count and type, traffic, the mode against the run's other steps and a
+        given image, before anything is created."""
         o = self.o
         check_workspace_settings(settings)
+        if self.mode(settings) == NO_CODE:
+            from cvtriton_core.steps.azureml_nocode import check_run
+
+            check_run(settings, self.run_steps, self.ensemble, o.image)
         if not (o.endpoint or settings.get("ENDPOINT_NAME")):
             raise UserError("no endpoint name to deploy to", "set ENDPOINT_NAME in the settings, or pass --endpoint "
                             "(3-32 letters, digits or -, unique in the region)")
@@ -90,13 +113,19 @@ class Deploy:
 
         o = self.o
         self.check(ctx.settings)
+        mode = self.mode(ctx.settings)
         endpoint = endpoint_name(ctx, o.endpoint)
         deployment = o.deployment or DEFAULT_DEPLOYMENT
         percent = self._percent()
-        image_text = o.image or ctx.state.get(STATE_PUSHED_IMAGE)
-        if not image_text:
-            raise UserError("no image to deploy", "run the push step first, or pass --deploy-image REGISTRY/REPO:TAG")
-        image = ImageRef.parse(str(image_text))
+        image = plan = repo = None
+        if mode == NO_CODE:
+            repo, plan = self._no_code_repository(ctx)
+        else:
+            image_text = o.image or ctx.state.get(STATE_PUSHED_IMAGE)
+            if not image_text:
+                raise UserError("no image to deploy", "run the push step first, or pass --deploy-image "
+                                "REGISTRY/REPO:TAG (or deploy the repository itself: DEPLOYMENT_MODE=no-code)")
+            image = ImageRef.parse(str(image_text))
         az = azureml(ctx)
         checks = await self._prechecks(ctx, az, endpoint, deployment, image)
         size, region, existing_ep, existing_dep = checks
@@ -104,21 +133,49 @@ class Deploy:
         if percent is not None and 0 < percent < 100 and not live:
             raise UserError(f"no other deployment of {endpoint} serves traffic, so {deployment} cannot take "
                             f"{percent}%", "give 100 (or 0), or deploy next to a live deployment")
+        asset = upload = None
+        if plan is not None:       # registered before the endpoint exists: a refused upload creates nothing
+            from cvtriton_core.steps.azureml_nocode import register
+
+            asset, upload = await register(ctx, az, repo, plan)
         created = await self._ensure_endpoint(ctx, az, endpoint, existing_ep, region)
-        # The image this run pushed says which port serves (its Custom Vision front proxies /v2 too); an image
-        # given by --deploy-image is taken to be a plain Triton image.
-        port = int(ctx.state.get("image_scoring_port") or TRITON_PORT) if not o.image else TRITON_PORT
-        spec = DeploymentSpec(endpoint=endpoint, name=deployment, image=str(image), instance_type=size.name,
-                              instance_count=o.instance_count, port=port)
+        if asset is not None:
+            spec = DeploymentSpec(endpoint=endpoint, name=deployment, image="", model=asset.arm_id,
+                                  instance_type=size.name, instance_count=o.instance_count)
+        else:
+            # The image this run pushed says which port serves (its Custom Vision front proxies /v2 too); an
+            # image given by --deploy-image is taken to be a plain Triton image.
+            port = int(ctx.state.get("image_scoring_port") or TRITON_PORT) if not o.image else TRITON_PORT
+            spec = DeploymentSpec(endpoint=endpoint, name=deployment, image=str(image), instance_type=size.name,
+                                  instance_count=o.instance_count, port=port)
         skipped = await self._deploy(ctx, az, spec, existing_dep, region, created, READINESS.window_s)
         traffic = await self._route(ctx, az, endpoint, deployment, percent)
         info = await ctx.blocking(az.endpoint, endpoint)
         scoring_uri = info.scoring_uri if info else ""
         ctx.state.set(**{STATE_ENDPOINT: endpoint, STATE_DEPLOYMENT: deployment, STATE_SCORING_URI: scoring_uri})
         state = "already deployed" if skipped else "Succeeded"
-        return DeployResult(summary=f"{endpoint}/{deployment} {state} ({describe_traffic(traffic)}) at {scoring_uri}",
+        serves = f" ({asset.reference}, no-code)" if asset is not None else ""
+        return DeployResult(summary=f"{endpoint}/{deployment}{serves} {state} ({describe_traffic(traffic)}) at "
+                                    f"{scoring_uri}",
                             endpoint=endpoint, deployment=deployment, scoring_uri=scoring_uri, state="Succeeded",
-                            traffic=traffic, image=str(image), endpoint_created=created, skipped=skipped)
+                            traffic=traffic, image=str(image or ""), endpoint_created=created, skipped=skipped,
+                            mode=mode, model_asset=asset.reference if asset is not None else "",
+                            uploaded_bytes=upload.bytes_sent if upload is not None else 0)
+
+    def _no_code_repository(self, ctx: StepContext) -> tuple[Any, Any]:
+        """The repository the repository step wrote, checked for Azure ML's Triton, and its asset's plan."""
+        from pathlib import Path
+
+        from cvtriton_core.steps.azureml_nocode import plan_asset, repository_problem
+
+        repo, model = ctx.state.get("repository"), ctx.state.get("model_name")
+        if not repo or not model or not Path(repo).is_dir():
+            raise UserError("no model repository to deploy", "run the import and repository steps first "
+                            "(no-code: …,import,repository,deploy)")
+        problem = repository_problem(Path(repo))
+        if problem is not None:
+            raise UserError(*problem)
+        return Path(repo), plan_asset(ctx, Path(repo), str(model), str(ctx.state.get("model_version") or "1"))
 
     # ------------------------------------------------------------------ pre-checks (nothing is created)
     async def _prechecks(self, ctx: StepContext, az: Any, endpoint: str, deployment: str, image: Any) -> tuple:
@@ -145,9 +202,13 @@ class Deploy:
             raise UserError(f"endpoint {endpoint} is being deleted", "wait until it is gone, then deploy again")
         existing_dep = await ctx.blocking(az.deployment, endpoint, deployment) if existing_ep else None
         needed = await self._check_quota(ctx, az, region, size, sizes, existing_dep)
-        digest = await self._check_image(ctx, az, workspace, image, size)
-        ctx.log(f"checks passed: {size.name} ({size.vcpus} vCPUs{', GPU' if size.gpus else ''}) in {region}, "
-                f"quota {needed} vCPUs, image {image.repository}@{digest[:19] or image.reference}")
+        passed = f"checks passed: {size.name} ({size.vcpus} vCPUs{', GPU' if size.gpus else ''}) in {region}, " \
+                 f"quota {needed} vCPUs"
+        if image is None:
+            ctx.log(passed + ", no-code: Azure ML's Triton image")
+        else:
+            digest = await self._check_image(ctx, az, workspace, image, size)
+            ctx.log(passed + f", image {image.repository}@{digest[:19] or image.reference}")
         return size, region, existing_ep, existing_dep
 
     async def _check_quota(self, ctx: StepContext, az: Any, region: str, size: Any, sizes: list,
@@ -237,30 +298,32 @@ class Deploy:
         from cvtriton_core.steps.azureml_failures import DeployContext
 
         follower = LogFollower()
-        dctx = DeployContext(spec.endpoint, spec.name, spec.instance_type, spec.instance_count, spec.image, region,
-                             window_s, created)
+        dctx = DeployContext(spec.endpoint, spec.name, spec.instance_type, spec.instance_count, spec.shown, region,
+                             window_s, created, no_code=bool(spec.model))
         read = lambda: deployment_state(az, spec.endpoint, spec.name)  # noqa: E731
         logs = lambda: az.logs(spec.endpoint, spec.name, LOG_TAIL)  # noqa: E731
+        storage = (lambda: az.logs(spec.endpoint, spec.name, LOG_TAIL, storage_initializer=True)) if spec.model \
+            else None
         if existing is not None and existing.state in ("Creating", "Updating"):
             ctx.log(f"deployment {spec.name} is already {existing.state} (an earlier run started it): following it")
             final = await follow(ctx, resource="deployment", name=spec.name, read_state=read, poll_s=self.o.poll_s,
-                                 logs=logs, follower=follower)
+                                 logs=logs, follower=follower, storage_logs=storage)
             if final == "Succeeded":
                 return False
             error = AzureMLError(f"deployment {spec.name} ended {final}", code=None)
             raise await self._failure(ctx, az, error, dctx, follower)
-        same = (existing is not None and existing.state == "Succeeded" and existing.image == spec.image
+        same = (existing is not None and existing.state == "Succeeded" and existing.serves.lower() == spec.serves.lower()
                 and existing.instance_type.lower() == spec.instance_type.lower()
                 and existing.instance_count == spec.instance_count)
         if same:
-            ctx.log(f"deployment {spec.name} already runs {spec.image} on {spec.instance_count} x "
+            ctx.log(f"deployment {spec.name} already runs {spec.shown} on {spec.instance_count} x "
                     f"{spec.instance_type}: nothing to change")
             return True
-        ctx.progress(f"Deploying {spec.image} as {spec.name}")
+        ctx.progress(f"Deploying {spec.shown} as {spec.name}")
         operation = await ctx.blocking(az.begin_deployment, spec)
         try:
             await follow(ctx, resource="deployment", name=spec.name, read_state=read, operation=operation,
-                         poll_s=self.o.poll_s, logs=logs, follower=follower)
+                         poll_s=self.o.poll_s, logs=logs, follower=follower, storage_logs=storage)
         except AzureMLError as exc:
             raise await self._failure(ctx, az, exc, dctx, follower) from None
         except asyncio.CancelledError:

@@ -19,13 +19,19 @@ class DeployContext:
     region: str
     readiness_window_s: int
     endpoint_created: bool          # by this run
+    no_code: bool = False           # image is then the triton_model asset Azure ML's Triton serves
 
 
 def explain(error: AzureMLError, ctx: DeployContext, log_lines: list[str], storage_lines: list[str]) -> AzureMLError:
     code = (error.code or "").strip()
     text = error.service_message or error.cause
     low = text.lower()
-    if code == "OutOfQuota" or "not enough quota" in low:
+    if ctx.no_code and ("storage initializer" in low or "download model" in low or "model download" in low):
+        cause = f"Azure ML could not download the model asset {ctx.image} into the deployment: {text}"
+        fix = ("read the storage-initializer log below: when the asset's files are gone from the workspace's "
+               "storage, set a new MODEL_VERSION and run repository and deploy again (a new version is uploaded); "
+               "when access is refused, check the datastore's credential and the storage account's firewall")
+    elif code == "OutOfQuota" or "not enough quota" in low:
         cause = (f"Azure ML has not enough quota for {ctx.instance_count} x {ctx.instance_type} in {ctx.region}: "
                  f"{text}")
         fix = ("request more vCPU quota for that VM family (Azure portal > Quotas > Machine learning), or choose "

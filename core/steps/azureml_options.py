@@ -25,3 +25,4 @@ class AzureOptions:
     delete: str = "endpoint"            # delete: "endpoint" (with its deployments) | "deployment"
     by_traffic: bool = False            # endpoint-test: no deployment header, the endpoint's split decides
     poll_s: float = 5.0                 # how often provisioning state and container logs are read
+    deployment_mode: str | None = None  # deploy: "container" | "no-code"; default the DEPLOYMENT_MODE setting

@@ -8,6 +8,7 @@ from __future__ import annotations
 STATE_ENDPOINT = "azureml_endpoint"              # deploy: the endpoint it deployed to
 STATE_DEPLOYMENT = "azureml_deployment"          # deploy: the deployment it made (endpoint-test, traffic, delete)
 STATE_SCORING_URI = "azureml_scoring_uri"        # deploy: the endpoint's scoring URI
+STATE_MODEL_ASSET = "azureml_model_asset"        # deploy (no-code): the triton_model asset, azureml:NAME:VERSION
 STATE_REGISTRY = "registry"                      # registry-login: the login server push goes to
 SHARED_REGISTRY_AUTH = "registry_auth"           # registry-login -> push: {"username", "password"} or None
 SHARED_REGISTRY_LOGIN = "registry_login"         # registry-login -> deploy's image check: the RegistryAuth

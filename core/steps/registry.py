@@ -7,14 +7,15 @@ Builders import their step modules lazily: importing the registry costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from cvtriton_core.errors import UserError
 from cvtriton_core.steps.azureml_options import AzureOptions
 from cvtriton_core.steps.azureml_state import (
-    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_REGISTRY, STATE_SCORING_URI,
+    SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN, STATE_DEPLOYMENT, STATE_ENDPOINT, STATE_MODEL_ASSET, STATE_REGISTRY,
+    STATE_SCORING_URI,
 )
 
 
@@ -31,6 +32,7 @@ class RunOptions:
     base_image: str | None = None  # package step: FROM this instead of TRITON_BASE_IMAGE
     container_port: int | None = None  # run-local step: host port for HTTP on 127.0.0.1 (default: a free one)
     azure: AzureOptions = field(default_factory=AzureOptions)   # deploy, endpoint-test, traffic, delete
+    steps: tuple[str, ...] = ()    # the run's step names (build_steps fills it): deploy checks its mode against them
 
 
 def _project(o: RunOptions) -> Any:
@@ -107,7 +109,7 @@ def _registry_login(o: RunOptions) -> Any:
 
 def _deploy(o: RunOptions) -> Any:
     from cvtriton_core.steps.azureml_steps import Deploy
-    return Deploy(o.azure)
+    return Deploy(o.azure, run_steps=o.steps, ensemble=o.ensemble)
 
 
 def _endpoint_test(o: RunOptions) -> Any:
@@ -166,7 +168,7 @@ RESULTS: dict[str, tuple[str, ...]] = {
     # Pointers to what this work folder deployed: after a failed or restarted deploy they may name an older
     # deployment (endpoint-test would test it, delete would remove it). Endpoint keys and tokens are never
     # kept (read afresh each time); the endpoints this tool created and the traffic history are records.
-    "deploy": (STATE_ENDPOINT, STATE_DEPLOYMENT, STATE_SCORING_URI),
+    "deploy": (STATE_ENDPOINT, STATE_DEPLOYMENT, STATE_SCORING_URI, STATE_MODEL_ASSET),
 }
 
 
@@ -190,4 +192,5 @@ def build_steps(names: list[str], options: RunOptions) -> list[Any]:
     order = {name: i for i, name in enumerate(STEP_NAMES)}
     if [order[n] for n in names] != sorted(order[n] for n in names):
         raise UserError("steps are out of order", "list them in this order: " + ", ".join(STEP_NAMES))
+    options = replace(options, steps=tuple(names))
     return [BUILDERS[n](options) for n in names]

@@ -1,7 +1,9 @@
 """Fixtures for the Azure ML tests: one offline Azure per session (test CA, managed-identity endpoint, the
-registry behind ACR's token service, the Resource Manager emulator with Docker-backed deployments), selected
-by the standard variables only (``ARM_CLOUD_METADATA_URL``, ``REQUESTS_CA_BUNDLE``, ``IDENTITY_ENDPOINT``,
-``IDENTITY_HEADER``); the emulator is reset between tests. Needs the Docker Engine at ``DOCKER_HOST`` and
+registry behind ACR's token service, the workspace's blob storage (Azurite behind the blob proxy), the Resource
+Manager emulator with Docker-backed deployments), selected by the standard variables only
+(``ARM_CLOUD_METADATA_URL``, ``REQUESTS_CA_BUNDLE``, ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``, ``HTTPS_PROXY``,
+``NO_PROXY``); the emulator, the proxy's counters and the storage are reset between tests. Azurite comes from
+``scripts/bootstrap.sh`` (npm). Needs the Docker Engine at ``DOCKER_HOST`` and
 Debian's ``docker-registry``; the stand-in Triton base image is built once and cached
 (``cvtriton_standins.triton_base_image``).
 
@@ -22,12 +24,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvtriton_core.events import Event, StepFailed, StepFinished
-from cvtriton_core.pipeline import RunContext, run_steps
+from cvtriton_core.pipeline import RunContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.image_steps import BuildImage, PackageImage, PushImage
 from cvtriton_core.steps.local_target import ImportModel, WriteRepository
 from cvtriton_standins.azure_world import AzureWorld
+from cvtriton_standins.run_events import collect, failures, result_of
 from cvtriton_standins.triton_base_image import ensure_base_image
 
 SESSION = secrets.token_hex(3)
@@ -55,9 +57,10 @@ def docker_api() -> Any:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any):
+def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, standin_base: str):
     mp = pytest.MonkeyPatch()
     with AzureWorld(tmp_path_factory.mktemp("azure"), time_scale=TIME_SCALE) as azure:
+        azure.arm.triton_image = standin_base     # Azure ML's own Triton image for no-code deployments
         for name, value in azure.env().items():
             mp.setenv(name, value)
         for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZUREML_CURRENT_CLOUD"):
@@ -66,7 +69,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any):
             yield azure
         finally:
             mp.undo()
-    leftovers = docker_api.containers(all=True, filters={"label": "cvtriton.standin.emulator"})
+    # this world's containers only: other test runs may share the Docker daemon
+    leftovers = docker_api.containers(all=True, filters={"label": f"cvtriton.standin.emulator={azure.arm.id}"})
     assert not leftovers, f"emulated deployments left containers: {[c['Names'] for c in leftovers]}"
 
 
@@ -75,6 +79,8 @@ def azure(world: AzureWorld):
     """The session's offline Azure, emptied before the test (endpoints, faults, quota)."""
     world.arm.reset()
     world.issuer.reset()
+    world.proxy.reset()
+    world.empty_storage()
     world.arm.time_scale = TIME_SCALE
     world.arm.attach_registry(world.registry.login_server, world.registry.system_pull_auth_for)
     yield world
@@ -116,21 +122,6 @@ def test_image(tmp_path: Path) -> Path:
     return path
 
 
-async def collect(steps: list, run: RunContext) -> list[Event]:
-    return [event async for event in run_steps(steps, run)]
-
-
-def failures(events: list[Event]) -> list[StepFailed]:
-    return [e for e in events if isinstance(e, StepFailed)]
-
-
-def result_of(events: list[Event], step: str) -> Any:
-    for event in events:
-        if isinstance(event, StepFinished) and event.step == step:
-            return event.result
-    raise AssertionError(f"step {step} did not finish: {[(e.message, e.details[-800:]) for e in failures(events)]}")
-
-
 @dataclass
 class Work:
     """A work folder whose model is imported, written as a Triton repository, built and pushed."""
@@ -151,14 +142,17 @@ class Work:
 @pytest.fixture
 def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str, pillow_wheels: Path) -> Callable[..., Any]:
     """``await workfolder(model_dir, key)``: import → repository → package → build → registry-login → push into
-    the workspace's registry, as the user's run does. Returns a :class:`Work`."""
+    the workspace's registry, as the user's run does (``push=False``: import → repository only; keyword
+    arguments are more settings). Returns a :class:`Work`."""
     from cvtriton_core.steps.azureml_steps import RegistryLogin
 
-    async def make(model_dir: Path, key: str = "m", *, endpoint: str | None = None, push: bool = True) -> Work:
+    async def make(model_dir: Path, key: str = "m", *, endpoint: str | None = None, push: bool = True,
+                   **settings: str) -> Work:
         name = f"{key}-{SESSION}"
         # no IMAGE_REGISTRY: push goes to the workspace's registry, which registry-login reads from Azure
         values = {**azure.settings(), "MODEL_NAME": name, "TRITON_BASE_IMAGE": standin_base,
-                  "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}"}
+                  "IMAGE_PIP_WHEELS": str(pillow_wheels), "ENDPOINT_NAME": endpoint or f"ep-{key}-{secrets.token_hex(2)}",
+                  **settings}
         work = Work(tmp_path / f"work-{key}", values, name, Path(model_dir))
         steps = [ImportModel(Path(model_dir)), WriteRepository()]
         if push:
@@ -172,9 +166,19 @@ def workfolder(tmp_path: Path, azure: AzureWorld, standin_base: str, pillow_whee
     return make
 
 
+def same_predictions(got: list[dict], want: list[dict]) -> None:
+    """Predictions in the shape ``local --json`` prints agree: labels in order, probabilities and boxes."""
+    assert [p["label"] for p in got] == [p["label"] for p in want]
+    np.testing.assert_allclose([p["probability"] for p in got], [p["probability"] for p in want], rtol=1e-4, atol=1e-5)
+    for g, w in zip(got, want):
+        assert ("box" in g) == ("box" in w)
+        if "box" in w:
+            np.testing.assert_allclose(list(g["box"].values()), list(w["box"].values()), atol=1e-4)
+
+
 @pytest.fixture
 def kit() -> Any:
     import types
 
     return types.SimpleNamespace(collect=collect, failures=failures, result_of=result_of, session=SESSION,
-                                 poll_s=POLL_S, build_variant=build_variant)
+                                 poll_s=POLL_S, build_variant=build_variant, same_predictions=same_predictions)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 import requests
@@ -46,15 +45,6 @@ def states(events, resource: str, name: str) -> list[str]:
     return [e.state for e in events if isinstance(e, StateChanged) and e.resource == resource and e.name == name]
 
 
-def same_predictions(got: list[dict], want: list[dict]) -> None:
-    assert [p["label"] for p in got] == [p["label"] for p in want]
-    np.testing.assert_allclose([p["probability"] for p in got], [p["probability"] for p in want], rtol=1e-4, atol=1e-5)
-    for g, w in zip(got, want):
-        assert ("box" in g) == ("box" in w)
-        if "box" in w:
-            np.testing.assert_allclose(list(g["box"].values()), list(w["box"].values()), atol=1e-4)
-
-
 @pytest.mark.parametrize("key", list(MODELS))
 async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfolder, test_image, kit, capfd, docker_api):
     model = MODELS[key](tmp_path / "model" / "model.onnx")
@@ -80,7 +70,7 @@ async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfol
     assert len(loaded) == len(set(loaded)) == 4, triton_lines
     assert any("Started HTTPService" in line for line in triton_lines), triton_lines
     tested = kit.result_of(events, "endpoint-test")
-    same_predictions(list(tested.predictions), want)
+    kit.same_predictions(list(tested.predictions), want)
     assert tested.deployment == "blue" and tested.requests == 8 and tested.failed == 0
     load = tested.to_json()["load_test"]               # the local test's load generator, over HTTPS with the key
     assert [r["target"] for r in load] == [work.model_name, f"{work.model_name}_image", "Custom Vision route"]

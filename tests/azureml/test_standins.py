@@ -39,3 +39,30 @@ def test_resource_manager_wants_a_valid_token(azure):
     missing = requests.get(url.replace(azure.arm.workspace, "nope"), timeout=10,
                            headers={"Authorization": f"Bearer {azure.issuer.issue(azure.arm.url)[0]}"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "ResourceNotFound"
+
+
+def test_blob_hosts_reach_azurite_through_the_proxy_and_nothing_else_does(azure):
+    from azure.storage.blob import BlobServiceClient
+
+    from cvtriton_standins.arm_assets import STORAGE_CONTAINER
+    from cvtriton_standins.azurite import ACCOUNT, ACCOUNT_KEY
+
+    suffix = azure.arm.cloud_metadata()["suffixes"]["storage"]
+    client = BlobServiceClient(f"https://{ACCOUNT}.blob.{suffix}", credential=ACCOUNT_KEY,   # HTTPS_PROXY applies
+                               retry_total=0)
+    container = client.get_container_client(STORAGE_CONTAINER)
+    container.upload_blob("probe/a.txt", b"x" * 1000)
+    assert container.download_blob("probe/a.txt").readall() == b"x" * 1000
+    assert azure.proxy.puts() == 1 and all(host == f"{ACCOUNT}.blob.{suffix}" for _, host, _, _ in azure.proxy.requests)
+    azure.proxy.drop_writes(1)        # no retries here: the upload fails, nothing is written
+    try:
+        container.upload_blob("probe/b.txt", b"y", connection_timeout=5)
+        raise AssertionError("the dropped upload succeeded")
+    except Exception as exc:   # noqa: BLE001 - azure-core's ServiceRequestError / ServiceResponseError
+        assert "b.txt" not in [b.name for b in container.list_blobs()], exc
+    proxies = {"https": azure.proxy.url}
+    try:
+        requests.get("https://example.invalid/", proxies=proxies, timeout=5)
+        raise AssertionError("the proxy tunnelled a host that is not blob storage")
+    except requests.exceptions.ProxyError as exc:
+        assert "403" in str(exc)

@@ -24,12 +24,12 @@ import docker
 import docker.errors
 import pytest
 
-from cvtriton_core.events import Event, StepFailed, StepFinished
-from cvtriton_core.pipeline import RunContext, run_steps
+from cvtriton_core.pipeline import RunContext
 from cvtriton_core.settings import Settings
 from cvtriton_core.steps.image_steps import CONTAINER_LABEL
 from cvtriton_core.steps.local_target import ImportModel, WriteRepository
 from cvtriton_standins.registry import LocalRegistry
+from cvtriton_standins.run_events import collect, failures, result_of
 from cvtriton_standins.triton_base_image import ensure_base_image
 
 SERVICES_HINT = ("start the services the image tests use: bash scripts/image-services.sh .venv/bin/pytest "
@@ -117,21 +117,6 @@ def import_tar_image(api: Any, name: str, files: dict[str, bytes | None], *, cha
 def tiny_base(docker_api: Any) -> str:
     """A few-kB base image (nothing runs in it): for tests about the build and the push, not the server."""
     return import_tar_image(docker_api, f"cvtriton-test/tiny-base:{SESSION}", {"etc/": None, "etc/tiny": SESSION.encode()})
-
-
-async def collect(steps: list, run: RunContext) -> list[Event]:
-    return [event async for event in run_steps(steps, run)]
-
-
-def failures(events: list[Event]) -> list[StepFailed]:
-    return [e for e in events if isinstance(e, StepFailed)]
-
-
-def result_of(events: list[Event], step: str) -> Any:
-    for event in events:
-        if isinstance(event, StepFinished) and event.step == step:
-            return event.result
-    raise AssertionError(f"step {step} did not finish: {[e.to_dict() for e in failures(events)]}")
 
 
 @dataclass

@@ -37,10 +37,10 @@ import jwt
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from cvtriton_standins.entra_identity import TokenIssuer, TokenRejected
+from cvtriton_standins.jwt_signer import JwtSigner
 from cvtriton_standins.test_ca import TestCA
 
 REGISTRY_BINARY = "docker-registry"
@@ -57,11 +57,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _Signer:
-    """The token service's signing key and its self-signed certificate (the registry's trust root)."""
+class _Signer(JwtSigner):
+    """The token service's signing key and its self-signed certificate (the registry's trust root, sent as
+    ``x5c``)."""
 
     def __init__(self, folder: Path) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        super().__init__()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -71,14 +72,7 @@ class _Signer:
                      .sign(self.key, hashes.SHA256()))
         self.bundle = folder / "token-signer.pem"
         self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        self._x5c = base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
-
-    def sign(self, claims: dict) -> str:
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
-
-    def verify(self, token: str) -> dict:
-        return jwt.decode(token, self.key.public_key(), algorithms=["RS256"], issuer=ISSUER,
-                          options={"verify_aud": False})
+        self.headers = {"x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
 
 
 class ContainerRegistryStandIn:
@@ -195,7 +189,7 @@ class ContainerRegistryStandIn:
 
     def access_token(self, refresh_token: str, service: str, scopes: list[str]) -> str:
         try:
-            claims = self._signer.verify(refresh_token)
+            claims = self._signer.verify(refresh_token, ISSUER)
         except jwt.PyJWTError:
             raise TokenRejected("UNAUTHORIZED", "authentication required") from None
         if claims.get("grant_type") != "refresh_token" or service != self.login_server:

@@ -29,6 +29,7 @@ from cvtriton_standins.arm_records import TROUBLESHOOTING, ArmError, Deployment,
 
 LABEL = "cvtriton.standin.emulator"
 PID_LABEL = "cvtriton.standin.pid"        # the emulator's process: its containers outlive it only if it was killed
+Initializer = Callable[[list[str]], "tuple[dict[str, Any], ArmError | None]"]
 PROBE_DEFAULTS = {"initialDelay": 10.0, "period": 10.0, "timeout": 2.0, "successThreshold": 1,
                   "failureThreshold": 30}
 
@@ -73,6 +74,7 @@ class Running:
 
     generation: int
     instances: list[Instance] = field(default_factory=list)
+    storage_log: list[str] = field(default_factory=list)   # the storage initializer's lines (no-code models)
     stopped: threading.Event = field(default_factory=threading.Event)
 
 
@@ -99,10 +101,13 @@ class DeploymentRunner:
             running = self._serving.get((endpoint, deployment))
             return [i.host_port for i in running.instances if i.ready] if running else []
 
-    def logs(self, endpoint: str, deployment: str, tail: int) -> str:
+    def logs(self, endpoint: str, deployment: str, tail: int, *, storage_initializer: bool = False) -> str:
         with self._lock:
             key = (endpoint, deployment)
             running = self._starting.get(key) or self._failed.get(key) or self._serving.get(key)
+            if storage_initializer:
+                lines = list(running.storage_log) if running else []
+                return "".join(line + "\n" for line in lines[-max(1, tail):])
             instance = running.instances[0] if running and running.instances else None
         if instance is None:
             return ""
@@ -114,7 +119,10 @@ class DeploymentRunner:
 
     # lifecycle ----------------------------------------------------------------------------------
     def provision(self, deployment: Deployment, environment: Environment, *,
-                  on_done: Callable[[ArmError | None], None], is_current: Callable[[], bool]) -> None:
+                  on_done: Callable[[ArmError | None], None], is_current: Callable[[], bool],
+                  initializer: Initializer | None = None) -> None:
+        """``initializer(storage_log)`` runs before the containers (a no-code model's download): it returns
+        their extra settings (``volumes``, ``environment``, ``command``) or the deployment's error."""
         key = (deployment.endpoint, deployment.name)
         running = Running(deployment.generation)
         with self._lock:
@@ -124,7 +132,7 @@ class DeploymentRunner:
             old.stopped.set()
             self._remove(old)
         thread = threading.Thread(target=self._provision, args=(deployment, environment, running, on_done,
-                                                                 is_current),
+                                                                 is_current, initializer),
                                   name=f"standin-deploy-{deployment.endpoint}-{deployment.name}", daemon=True)
         thread.start()
 
@@ -171,10 +179,11 @@ class DeploymentRunner:
 
     # provisioning -------------------------------------------------------------------------------
     def _provision(self, deployment: Deployment, environment: Environment, running: Running,
-                   on_done: Callable[[ArmError | None], None], is_current: Callable[[], bool]) -> None:
+                   on_done: Callable[[ArmError | None], None], is_current: Callable[[], bool],
+                   initializer: Initializer | None) -> None:
         key = (deployment.endpoint, deployment.name)
         try:
-            error = self._bring_up(deployment, environment, running, is_current)
+            error = self._bring_up(deployment, environment, running, is_current, initializer)
         except Exception as exc:   # noqa: BLE001 - the service reports its own failures as InternalServerError
             error = ArmError(500, "InternalServerError", f"{type(exc).__name__}: {exc}")
         if running.stopped.is_set() or not is_current():
@@ -199,12 +208,18 @@ class DeploymentRunner:
             self._watch(running, deployment, environment)
 
     def _bring_up(self, deployment: Deployment, environment: Environment, running: Running,
-                  is_current: Callable[[], bool]) -> ArmError | None:
+                  is_current: Callable[[], bool], initializer: Initializer | None = None) -> ArmError | None:
         import docker
 
+        extra: dict[str, Any] = {}
+        if initializer is not None:
+            extra, error = initializer(running.storage_log)
+            if error is not None:
+                return error
         image = environment.image
         try:
-            self._pull(image)
+            if extra.get("pull", True):      # Azure ML's own Triton image is on the hosts already
+                self._pull(image)
         except docker.errors.APIError as exc:
             reason = (exc.explanation or str(exc)).strip() if hasattr(exc, "explanation") else str(exc)
             return ArmError(400, "BadArgument", f"Unable to download user container image {image}: {reason}. "
@@ -216,7 +231,7 @@ class DeploymentRunner:
         liveness = Probe.from_settings(config.get("livenessRoute"), deployment.props.get("livenessProbe"),
                                        scale, "/")
         port = readiness.port
-        env = dict(deployment.props.get("environmentVariables") or {})
+        env = {**dict(deployment.props.get("environmentVariables") or {}), **extra.get("environment", {})}
         for index in range(deployment.instance_count):
             if running.stopped.is_set() or not is_current():
                 return None
@@ -224,6 +239,7 @@ class DeploymentRunner:
                 image, detach=True, name=f"cvtemu-{self.emulator_id}-{deployment.endpoint}-{deployment.name}-"
                                          f"g{deployment.generation}-{index}",
                 environment=env, ports={f"{port}/tcp": ("127.0.0.1", None)},
+                volumes=extra.get("volumes"), command=extra.get("command"),
                 labels={LABEL: self.emulator_id, PID_LABEL: str(os.getpid()),
                         "cvtriton.standin.endpoint": deployment.endpoint,
                         "cvtriton.standin.deployment": deployment.name})

@@ -6,7 +6,8 @@ Routes follow the SDK's generated request builders (``azure/ai/ml/_restclient/ar
 workspace ``GET``; the attached registry's ``Microsoft.ContainerRegistry/registries`` ``GET`` (``loginServer``);
 ``locations/{l}/vmSizes`` and ``locations/{l}/usages``; ``onlineEndpoints`` and their ``deployments``
 ``PUT``/``GET``/``DELETE``/list; ``environments/{n}/versions/{v}`` ``PUT``/``GET``; ``listKeys``, ``token``,
-``getLogs``. Writes are long-running operations as ARM runs them: ``201``/``200``/``202`` with
+``getLogs``; the default datastore and model assets (:mod:`cvtriton_standins.arm_assets`: ``datastores``,
+``listSecrets``, ``models/{n}/versions/{v}``). Writes are long-running operations as ARM runs them: ``201``/``200``/``202`` with
 ``Azure-AsyncOperation`` (``mfeOperationsStatus``) and ``Location`` (``mfeOperationResults``) headers and
 ``retry-after-ms`` on every poll, the status going ``InProgress`` → ``Succeeded`` | ``Failed`` with the service's
 ``error`` body. Every request needs a Bearer token from the Entra stand-in for this Resource Manager; an
@@ -14,7 +15,8 @@ expired one is 401 ``ExpiredAuthenticationToken``.
 
 Deployments are real (:mod:`cvtriton_standins.arm_deployments`): pulled from the registry stand-in into the
 local Docker Engine, run and probed; each endpoint is fronted by its own HTTPS scoring front
-(:mod:`cvtriton_standins.scoring_front`). The online routes' handlers are in :mod:`cvtriton_standins.arm_online`.
+(:mod:`cvtriton_standins.scoring_front`). A deployment of a ``triton_model`` asset without an environment is
+a no-code one (:mod:`cvtriton_standins.arm_nocode`). The online routes' handlers are in :mod:`cvtriton_standins.arm_online`.
 Faults: ``inject(status, count, ops, retry_after)`` answers the next matching requests with 429/5xx;
 ``fail_next_deployment(code, message)`` fails the next deployment operation; ``take_name(name)`` makes an
 endpoint name belong to someone else in the region; ``set_quota(family, limit, used)`` sets a VM family's vCPU
@@ -40,8 +42,10 @@ from cvtriton_standins.arm_records import (
     DEFAULT_SIZES, FAMILY_NAMES, PROVIDER, AmlToken, ArmError, Deployment, Endpoint, Environment, Operation, VmSize,
     system_data,
 )
+from cvtriton_standins.arm_assets import AssetRoutes
 from cvtriton_standins.arm_online import OnlineRoutes
 from cvtriton_standins.entra_identity import TokenIssuer, TokenRejected
+from cvtriton_standins.http_servers import serve_in_thread, stop_server
 from cvtriton_standins.scoring_front import NO_ROUTE, ScoringFront, request_timeout_s
 from cvtriton_standins.test_ca import TestCA
 
@@ -50,6 +54,7 @@ RESOURCE_GROUP = "rg-cvtriton"
 WORKSPACE = "ws-cvtriton"
 LOCATION = "westeurope"
 REGISTRY_NAME = "crcvtriton"
+STORAGE_SUFFIX = "core.standin.local"      # the cloud's storage suffix: blob hosts are <account>.blob.<suffix>
 _SEG = r"[^/]+"
 _WS = (rf"/subscriptions/(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/providers/{PROVIDER}"
        rf"/workspaces/(?P<ws>{_SEG})")
@@ -74,7 +79,7 @@ class ScoringRoute:
     timeout_s: float = 5.0
 
 
-class ResourceManagerEmulator(OnlineRoutes):
+class ResourceManagerEmulator(OnlineRoutes, AssetRoutes):
     def __init__(self, folder: Path, ca: TestCA, issuer: TokenIssuer, *, registry_login_server: str | None,
                  pull_auth: Callable[[str], dict[str, str] | None] | None = None,
                  subscription: str = SUBSCRIPTION, resource_group: str = RESOURCE_GROUP,
@@ -98,6 +103,13 @@ class ResourceManagerEmulator(OnlineRoutes):
         self.endpoints: dict[str, Endpoint] = {}
         self.deployments: dict[tuple[str, str], Deployment] = {}
         self.environments: dict[str, Environment] = {}
+        self.models: dict[tuple[str, str], Any] = {}          # (name, version) -> arm_assets.ModelVersion
+        self.storage_suffix = STORAGE_SUFFIX
+        self.storage = None                                   # an Azurite (arm_assets: the default datastore)
+        self.storage_key_refused = False
+        self.secrets_handed_out = 0
+        self.lost_models: set[tuple[str, str]] = set()
+        self.triton_image = ""                                # Azure ML's Triton image for no-code deployments
         self.operations: dict[str, Operation] = {}
         self.fronts: dict[str, ScoringFront] = {}
         self.tokens: dict[str, list[AmlToken]] = {}
@@ -138,11 +150,7 @@ class ResourceManagerEmulator(OnlineRoutes):
         self._runner = DeploymentRunner(self.id, pull_auth=self._endpoint_pull_auth,
                                         time_scale=lambda: self.time_scale)
         handler = type("Handler", (_ArmHandler,), {"emulator": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._server.socket = self.server_cert.server_context().wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="arm-emulator", daemon=True).start()
+        self._server = serve_in_thread(handler, "arm-emulator", tls=self.server_cert.server_context())
         return self
 
     def stop(self) -> None:
@@ -151,10 +159,8 @@ class ResourceManagerEmulator(OnlineRoutes):
         for front in list(self.fronts.values()):
             front.stop()
         self.fronts.clear()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def __enter__(self) -> "ResourceManagerEmulator":
         return self.start()
@@ -170,6 +176,9 @@ class ResourceManagerEmulator(OnlineRoutes):
             self._drop_endpoint(name)
         with self._lock:
             self.environments.clear()
+            self.models.clear()
+            self.storage_key_refused = False
+            self.lost_models.clear()
             self.operations.clear()
             self.tokens.clear()
             self.taken_names.clear()
@@ -336,7 +345,7 @@ class ResourceManagerEmulator(OnlineRoutes):
                 "resourceManager": self.url + "/",
                 "authentication": {"loginEndpoint": self.url + "/login/", "audiences": [self.url + "/"],
                                    "tenant": "common", "identityProvider": "AAD"},
-                "suffixes": {"storage": "core.standin.local", "acrLoginServer": "azurecr.standin.local"},
+                "suffixes": {"storage": self.storage_suffix, "acrLoginServer": "azurecr.standin.local"},
                 "graph": self.url + "/graph/", "graphAudience": self.url + "/graph/"}
 
     # LRO helpers --------------------------------------------------------------------------------
@@ -448,6 +457,15 @@ _ROUTES = [
            E.put_environment),
     _route("GET", _WS + rf"/environments/(?P<name>{_SEG})/versions/(?P<version>{_SEG})", "environment.get",
            E.get_environment),
+    _route("GET", _WS + "/datastores", "datastore.list", E.list_datastores),
+    _route("GET", _WS + rf"/datastores/(?P<name>{_SEG})", "datastore.get", E.get_datastore),
+    _route("POST", _WS + rf"/datastores/(?P<name>{_SEG})/listSecrets", "datastore.secrets", E.list_datastore_secrets),
+    _route("GET", _WS + rf"/models/(?P<name>{_SEG})", "model.get", E.get_model_container),
+    _route("GET", _WS + rf"/models/(?P<name>{_SEG})/versions", "model.versions", E.list_model_versions),
+    _route("GET", _WS + rf"/models/(?P<name>{_SEG})/versions/(?P<version>{_SEG})", "model.version.get",
+           E.get_model_version),
+    _route("PUT", _WS + rf"/models/(?P<name>{_SEG})/versions/(?P<version>{_SEG})", "model.version.put",
+           E.put_model_version),
     _route("GET", _WS + "/onlineEndpoints", "endpoint.list", E.list_endpoints),
     _route("GET", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})", "endpoint.get", E.get_endpoint),
     _route("PUT", _WS + rf"/onlineEndpoints/(?P<e>{_SEG})", "endpoint.put", E.put_endpoint),

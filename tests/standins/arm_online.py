@@ -4,6 +4,7 @@ service's rules as :mod:`cvtriton_standins.arm_emulator` describes; this mixin h
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -12,6 +13,8 @@ from cvtriton_standins.arm_records import (
     VmSize, cores_needed, system_data,
 )
 from cvtriton_standins.scoring_front import ScoringFront
+
+MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", re.IGNORECASE)
 
 
 class OnlineRoutes:
@@ -199,7 +202,11 @@ class OnlineRoutes:
             if size is None:
                 raise ArmError(400, "BadArgument", f"The instance type '{props.get('instanceType')}' is not "
                                f"supported in region {self.location}.")
-            environment = self.environments.get(str(props.get("environmentId") or "").lower())
+            initializer = None
+            if not props.get("environmentId") and props.get("model"):
+                environment, initializer = self._no_code(props, endpoint_name, name)
+            else:
+                environment = self.environments.get(str(props.get("environmentId") or "").lower())
             if environment is None:
                 raise ArmError(400, "BadArgument", f"Environment '{props.get('environmentId')}' was not found.")
             deployment = self.deployments.get((endpoint_name, name))
@@ -233,8 +240,28 @@ class OnlineRoutes:
         if quota_error is not None or failure is not None:
             self._later(self.provision_s, lambda: done(quota_error or failure))
         else:
-            self._runner.provision(deployment, environment, on_done=done, is_current=is_current)
+            self._runner.provision(deployment, environment, on_done=done, is_current=is_current,
+                                   initializer=initializer)
         return status, snapshot, headers
+
+    def _no_code(self, props: dict, endpoint: str, name: str) -> tuple:
+        """A model without an environment: only a ``triton_model`` asset runs in Azure ML's own Triton image."""
+        from cvtriton_standins.arm_nocode import StorageInitializer, triton_environment
+
+        match = MODEL_ID.search(str(props["model"]))
+        model = self.models.get((match.group("name"), match.group("version"))) if match else None
+        if model is None:
+            raise ArmError(400, "BadArgument", f"Model '{props['model']}' was not found in workspace "
+                           f"{self.workspace}.")
+        if str(model.properties.get("modelType") or "").lower() != "triton_model":
+            raise ArmError(400, "BadArgument", "An environment is required for a deployment of a model of type "
+                           f"'{model.properties.get('modelType')}': only mlflow_model and triton_model deploy "
+                           "without one.")
+        if not self.triton_image:
+            raise ArmError(500, "InternalServerError", "the emulator has no Triton image (set triton_image)")
+        folder = self.folder / "model-downloads" / f"{endpoint}-{name}"
+        lost = (model.name, model.version) in self.lost_models
+        return triton_environment(self.triton_image), StorageInitializer(self.storage, model, folder, lost=lost)
 
     def _hold_quota(self, deployment: Deployment, size: VmSize) -> ArmError | None:
         """Move the deployment's cores to its (new) family; an error when the quota cannot take them."""
@@ -284,8 +311,8 @@ class OnlineRoutes:
             self._deployment(params["e"], params["d"])
         tail = int(body.get("tail") or 100)
         container = str(body.get("containerType") or "InferenceServer")
-        if container.lower() == "storageinitializer":
-            return 200, {"content": ""}, {}      # a custom container with the model inside has nothing to fetch
-        text = self._runner.logs(params["e"], params["d"], tail) if self._runner else ""
+        # a custom container with the model inside has nothing to fetch: its storage initializer log is empty
+        text = self._runner.logs(params["e"], params["d"], tail,
+                                 storage_initializer=container.lower() == "storageinitializer") if self._runner else ""
         lines = text.splitlines()[-tail:]
         return 200, {"content": "\n".join(lines) + ("\n" if lines else "")}, {}

@@ -1,11 +1,13 @@
 """The offline Azure for the Azure ML target: a test CA, the Entra managed-identity endpoint, the container
-registry (``docker-registry`` + ACR's token service) and the Resource Manager emulator with real Docker-backed
-deployments — started together, pointed at by the standard environment variables only:
+registry (``docker-registry`` + ACR's token service), the workspace's blob storage (Azurite behind the blob
+proxy) and the Resource Manager emulator with real Docker-backed deployments — started together, pointed at by
+the standard environment variables only:
 
 ``ARM_CLOUD_METADATA_URL`` (cloud metadata → the emulator), ``REQUESTS_CA_BUNDLE`` (the test CA),
 ``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER`` (managed identity, which ``DefaultAzureCredential`` tries before
-any other credential that needs no environment), plus the ``.env`` values naming the subscription, resource
-group, workspace and region (``settings()``).
+any other credential that needs no environment), ``HTTPS_PROXY`` + ``NO_PROXY`` (the blob proxy for
+``*.blob.<storage suffix>``, every 127.0.0.1 stand-in direct), plus the ``.env`` values naming the
+subscription, resource group, workspace and region (``settings()``).
 
 At a shell: ``python -m cvtriton_standins.azure_world --folder /tmp/azworld`` prints ``export`` lines and runs
 until Ctrl-C.
@@ -21,7 +23,10 @@ import threading
 from pathlib import Path
 
 from cvtriton_standins.acr_registry import ContainerRegistryStandIn
+from cvtriton_standins.arm_assets import STORAGE_CONTAINER
 from cvtriton_standins.arm_emulator import ResourceManagerEmulator
+from cvtriton_standins.azurite import Azurite
+from cvtriton_standins.blob_proxy import BlobProxy
 from cvtriton_standins.entra_identity import IdentityServer, TokenIssuer
 from cvtriton_standins.test_ca import TestCA
 
@@ -40,6 +45,8 @@ class AzureWorld:
         self.poll_ms = poll_ms
         self.registry: ContainerRegistryStandIn | None = None
         self.arm: ResourceManagerEmulator | None = None
+        self.storage: Azurite | None = None
+        self.proxy: BlobProxy | None = None
 
     def start(self) -> "AzureWorld":
         try:
@@ -47,6 +54,10 @@ class AzureWorld:
             self.arm = ResourceManagerEmulator(self.folder / "arm", self.ca, self.issuer, registry_login_server=None,
                                                time_scale=self.time_scale, poll_ms=self.poll_ms)
             self.arm.start()
+            self.storage = Azurite(self.folder / "azurite").start()
+            self.storage.client().create_container(STORAGE_CONTAINER)
+            self.proxy = BlobProxy(self.ca, self.arm.storage_suffix, self.storage.address).start()
+            self.arm.storage = self.storage
             self.registry = ContainerRegistryStandIn(self.folder / "registry", self.ca, self.issuer,
                                                      arm_audiences=self.arm.audiences).start()
             self.arm.attach_registry(self.registry.login_server, self.registry.system_pull_auth_for)
@@ -56,7 +67,7 @@ class AzureWorld:
         return self
 
     def stop(self) -> None:
-        for part in (self.arm, self.registry, self.identity):
+        for part in (self.arm, self.proxy, self.storage, self.registry, self.identity):
             if part is not None:
                 try:
                     part.stop()
@@ -75,8 +86,16 @@ class AzureWorld:
     def env(self) -> dict[str, str]:
         """The standard variables that point the real SDKs here."""
         assert self.arm is not None
+        assert self.proxy is not None
         return {"ARM_CLOUD_METADATA_URL": self.arm.metadata_url, "REQUESTS_CA_BUNDLE": str(self.ca.ca_pem),
-                **self.identity.env()}
+                **self.identity.env(), **self.proxy.env()}
+
+    def empty_storage(self) -> None:
+        """Delete every blob of the workspace's storage container (between tests)."""
+        assert self.storage is not None
+        container = self.storage.client().get_container_client(STORAGE_CONTAINER)
+        for blob in container.list_blobs():
+            container.delete_blob(blob.name)
 
     def settings(self) -> dict[str, str]:
         """``.env`` values for the emulated workspace."""

@@ -24,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cvtriton_standins.http_servers import serve_in_thread, stop_server
+from cvtriton_standins.jwt_signer import JwtSigner
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
 PRINCIPAL_ID = "5b7e2a1c-0000-4000-8000-0000000000a1"
@@ -55,7 +57,7 @@ class TokenIssuer:
         self.tenant_id = tenant_id
         self.issuer = f"https://sts.windows.net/{tenant_id}/"
         self.lifetime_s = lifetime_s
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._signer = JwtSigner({"kid": "standin"})
         self._lock = threading.Lock()
         self._stale = 0
         self.issued = 0
@@ -80,13 +82,12 @@ class TokenIssuer:
         claims = {"aud": resource, "iss": self.issuer, "tid": self.tenant_id, "oid": object_id,
                   "appid": object_id, "idtyp": "app", "iat": now - (300 if stale else 0),
                   "nbf": now - (300 if stale else 0), "exp": exp, "uti": uuid.uuid4().hex}
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": "standin"}), expires_on
+        return self._signer.sign(claims), expires_on
 
     def verify(self, token: str, audiences: tuple[str, ...]) -> Claims:
         """Claims of a token this issuer made for one of ``audiences``; raises :class:`TokenRejected`."""
         try:
-            claims = jwt.decode(token, self._key.public_key(), algorithms=["RS256"], issuer=self.issuer,
-                                options={"verify_aud": False})
+            claims = self._signer.verify(token, self.issuer)
         except jwt.ExpiredSignatureError:
             exp = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
             raise TokenRejected(
@@ -129,17 +130,12 @@ class IdentityServer:
 
     def start(self) -> "IdentityServer":
         handler = type("Handler", (_IdentityHandler,), {"owner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="identity-standin", daemon=True).start()
+        self._server = serve_in_thread(handler, "identity-standin")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def __enter__(self) -> "IdentityServer":
         return self.start()
