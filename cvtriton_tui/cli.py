@@ -20,8 +20,21 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _positive_seconds(text: str) -> float:
+    from cvtriton_triton.load_test import MAX_TIME_LIMIT_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_TIME_LIMIT_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to {MAX_TIME_LIMIT_S:g}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cvtriton_core.layout import DEFAULT_WORKDIR
+    from cvtriton_triton.load_test import DEFAULT_TIME_LIMIT_S
 
     parser = argparse.ArgumentParser(
         prog="cvtriton-tui",
@@ -44,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 5)")
     testing.add_argument("--concurrency", type=_positive_int, default=1,
                          help="requests in flight at once during the load test (test, endpoint-test; default 1)")
+    testing.add_argument("--time-limit", type=_positive_seconds, default=None, metavar="SECONDS",
+                         help="no timed request starts later than this after a path's load test began "
+                         f"(test, endpoint-test; default {DEFAULT_TIME_LIMIT_S:g})")
     testing.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=None,
                          help="write and test the image ensemble (image bytes in, Custom Vision JSON out) beside the "
                          "model (default: TRITON_ENSEMBLE, true)")

@@ -134,7 +134,7 @@ async def run_local(args: argparse.Namespace, workdir: Path) -> int:
 
     def options(model: Path | None, image: Path | None) -> RunOptions:
         return RunOptions(model=model, image=image, requests=args.requests, concurrency=args.concurrency,
-                          ensemble=args.ensemble, base_image=args.base_image)
+                          time_limit_s=args.time_limit, ensemble=args.ensemble, base_image=args.base_image)
 
     steps = build_steps(names, options(model, image))
     preflight(steps, settings)    # the model first, then the settings, then the image
@@ -173,8 +173,8 @@ async def run_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     names = [n.strip() for n in args.steps.split(",") if n.strip()]
     settings = Settings.load(args.env_file, required=True)
     options = RunOptions(model=args.model, image=args.image, images=args.images, domain=args.domain,
-                         requests=args.requests, concurrency=args.concurrency, ensemble=args.ensemble,
-                         base_image=args.base_image, azure=options_from(args))
+                         requests=args.requests, concurrency=args.concurrency, time_limit_s=args.time_limit,
+                         ensemble=args.ensemble, base_image=args.base_image, azure=options_from(args))
     steps = build_steps(names, options)
     _check(steps, settings, json_events=args.json)
     run = RunContext.create(settings, workdir)

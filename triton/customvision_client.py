@@ -13,6 +13,29 @@ from .customvision_front import route_path, served_name
 from .errors import ServerError, UserError
 
 
+class RouteRefused(ServerError):
+    """The route (or what stands in front of it, e.g. Azure ML's endpoint) answered non-200: ``http_status``,
+    the Custom Vision error ``code`` when the body is one (``None`` otherwise), the service's own
+    ``message``, and the response ``headers`` (lower-case names) for a caller that knows what they mean."""
+
+    code: str | None = None
+    message: str = ""
+    headers: dict[str, str] = {}
+
+
+def _text(data: bytes) -> str:
+    """The words of a non-Custom-Vision error body: its JSON ``message``/``error`` when it has one."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return " ".join(data[:200].decode("utf-8", "replace").split())
+    if isinstance(body, dict):
+        inner = body.get("error")
+        inner = inner.get("message") if isinstance(inner, dict) else inner
+        return str(body.get("message") or inner or body)
+    return str(body)
+
+
 def route_for(ensemble: Any) -> str:
     """The route of an ``ensemble.EnsembleInfo``: its source project, task and published name."""
     return route_path(ensemble.ids.project, ensemble.task, served_name(ensemble.ids.publish_name,
@@ -34,7 +57,13 @@ def predict_image(url: str, route: str, image: bytes, *, ssl: bool = False, head
     """POST ``image`` to ``route`` at ``url`` (host:port); (ImagePrediction, milliseconds). A refusal is one
     ``ServerError`` line quoting the route's Custom Vision error code and message."""
     host, secure = _host(url, ssl)
-    conn = (http.client.HTTPSConnection if secure else http.client.HTTPConnection)(host, timeout=timeout)
+    if secure:
+        from .load_test import default_ssl_context     # the load test's trust: system CAs + REQUESTS_CA_BUNDLE
+
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, timeout=timeout,
+                                                                       context=default_ssl_context())
+    else:
+        conn = http.client.HTTPConnection(host, timeout=timeout)
     start = time.perf_counter()
     try:
         conn.request("POST", route, body=image, headers={"Content-Type": "application/octet-stream",
@@ -54,9 +83,13 @@ def predict_image(url: str, route: str, image: bytes, *, ssl: bool = False, head
     if response.status != 200:
         code = body.get("code") if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else None
-        raise ServerError(f"the Custom Vision route answered HTTP {response.status}"
-                          + (f" {code}: {message}" if code else f": {data[:200].decode('utf-8', 'replace')}"),
-                          "check the image, and that the route's project id and published name are the model's")
+        refused = RouteRefused(f"the Custom Vision route answered HTTP {response.status}"
+                               + (f" {code}: {message}" if code else f": {data[:200].decode('utf-8', 'replace')}"),
+                               "check the image, and that the route's project id and published name are the model's")
+        refused.http_status, refused.code = response.status, code if isinstance(code, str) else None
+        refused.message = str(message) if code and message else _text(data)
+        refused.headers = {k.lower(): v for k, v in response.getheaders()}
+        raise refused
     if not isinstance(body, dict) or "predictions" not in body:
         raise ServerError(f"the Custom Vision route at {host} answered something other than an ImagePrediction",
                           "check that the URL is the container's Custom Vision port")

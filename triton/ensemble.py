@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from .ensemble_runtime import IDS_FILENAME, IDS_FORMAT, IMAGE_INPUT, PREDICTION_
 from .errors import UserError
 from .model_info import ModelInfo, TensorSpec
 from .model_repository import (DATA_TYPES, SIDECAR_NAME, _quote, _staging_parent, _tensor_block, check_model_name,
-                               read_model_info)
+                               read_model_info, replace_entry)
 
 ENSEMBLE_SUFFIX = "_image"
 PREPROCESS_SUFFIX = "_preprocess"
@@ -230,15 +229,13 @@ def _listing(folder: Path) -> dict[str, bytes] | None:
 
 
 def _write_entry(repo_dir: Path, name: str, files: dict[str, bytes]) -> bool:
-    """Write one entry atomically (staging folder beside the repository, then rename); False when it
-    already holds exactly ``files``."""
+    """Write one entry atomically (``model_repository.replace_entry``); False when it already holds exactly
+    ``files``."""
     target = repo_dir / name
     if _listing(target) == files:
         return False
-    parent = _staging_parent(repo_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f".{repo_dir.name}.{name}.", dir=parent))
-    retired = parent / f".{repo_dir.name}.{name}.retired-{uuid.uuid4().hex}"
-    try:
+
+    def fill(staging: Path) -> None:
         for rel, data in files.items():
             path = staging / rel
             if rel.endswith("/"):
@@ -246,19 +243,8 @@ def _write_entry(repo_dir: Path, name: str, files: dict[str, bytes]) -> bool:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
-            os.chmod(folder, 0o755)     # mkdtemp makes 0700; Triton in a container may run as another user
-        if target.exists():
-            os.replace(target, retired)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if retired.exists():
-                os.replace(retired, target)
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+
+    replace_entry(repo_dir, name, fill)
     return True
 
 

@@ -20,7 +20,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -158,3 +158,26 @@ def load_ids(folder: Path | str) -> SourceIds:
     if data.get("format") != IDS_FORMAT:
         raise ValueError(f"{IDS_FILENAME}: unknown format {data.get('format')!r}")
     return SourceIds.from_dict(data["ids"])
+
+
+def respond(pb_utils: Any, requests: list, model_name: str, answer: Callable[[Any], list]) -> list:
+    """The python backend's ``execute`` for a step: one response per request, in order, with the output
+    tensors ``answer(request)`` returns. A ``BadRequest`` answers that request with INVALID_ARG (HTTP 400)
+    where this Triton has error codes (23.06 on); any other exception answers it with an error naming the
+    model — one request never takes the step down, and the other requests of the batch are unaffected.
+    ``pb_utils`` is ``triton_python_backend_utils``, passed in: only the backend's stub can import it, and
+    ``pb_utils.TritonError`` exists only once the stub has started, not at import time."""
+    def error(message: str, invalid_argument: bool = False) -> Any:
+        code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if invalid_argument else None
+        failure = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+        return pb_utils.InferenceResponse(output_tensors=[], error=failure)
+
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb_utils.InferenceResponse(answer(request)))
+        except BadRequest as exc:
+            responses.append(error(str(exc), invalid_argument=True))
+        except Exception as exc:      # noqa: BLE001 — never let one request take the step down
+            responses.append(error(f"model '{model_name}': {type(exc).__name__}: {exc}"))
+    return responses

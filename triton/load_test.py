@@ -25,14 +25,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import ssl as ssl_lib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import UserError
 
@@ -61,6 +63,7 @@ def infer_request(model: str, inputs: Sequence[tuple[str, np.ndarray]], outputs:
                   parameters: Mapping[str, Any] | None = None) -> HttpRequest:
     """A binary-data inference request for ``model`` (tensors: float/int arrays, or object arrays of
     bytes for TYPE_STRING inputs), encoded by tritonclient exactly as ``TritonHttpClient.infer`` sends it."""
+    import numpy as np
     import tritonclient.http as triton_http
     from tritonclient.utils import np_to_triton_dtype
 
@@ -106,8 +109,32 @@ class LoadSpec:
                                 "give a positive number of seconds")
 
 
-def _percentile(values: np.ndarray, q: float) -> float | None:
-    return float(np.percentile(values, q)) if values.size else None
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    import numpy as np      # imported when figures are asked for: the command line reads this module's limits
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
+
+
+def latency_histogram(series: Sequence[Sequence[float]], buckets: int = 20,
+                      ) -> tuple[list[tuple[float, float]], list[list[int]]]:
+    """Equal-width buckets from the fastest to the slowest value of all ``series`` (at most ``buckets``, no
+    more than there are values; one when all are alike), and each series' counts in them:
+    ([(low, high)], [[count per bucket] per series]). A value on a bound between two buckets counts in the
+    upper one; the slowest in the last."""
+    values = [v for one in series for v in one]
+    if not values:
+        return [], [[] for _ in series]
+    low, high = min(values), max(values)
+    count = max(1, min(buckets, len(values))) if high > low else 1
+    width = (high - low) / count
+    edges = [(low + i * width, low + (i + 1) * width if i < count - 1 else high) for i in range(count)]
+    counts = []
+    for one in series:
+        row = [0] * count
+        for v in one:
+            row[min(count - 1, int((v - low) / width)) if width > 0 else 0] += 1
+        counts.append(row)
+    return edges, counts
 
 
 @dataclass(frozen=True)
@@ -137,7 +164,7 @@ class LoadReport:
         return self.ok / self.wall_s if self.wall_s > 0 else 0.0
 
     def percentile(self, q: float) -> float | None:
-        return _percentile(np.asarray(self.latencies_ms, dtype=np.float64), q)
+        return _percentile(self.latencies_ms, q)
 
     @property
     def p50_ms(self) -> float | None:
@@ -152,11 +179,9 @@ class LoadReport:
         return self.percentile(99)
 
     def histogram(self, bins: int = 20) -> list[tuple[float, float, int]]:
-        """[(low_ms, high_ms, count)] over the successful requests' latencies."""
-        if not self.latencies_ms:
-            return []
-        counts, edges = np.histogram(np.asarray(self.latencies_ms), bins=bins)
-        return [(float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+        """[(low_ms, high_ms, count)] over the successful requests' latencies (``latency_histogram``)."""
+        edges, (counts,) = latency_histogram([self.latencies_ms], bins)
+        return [(low, high, count) for (low, high), count in zip(edges, counts)]
 
     def summary(self) -> str:
         if not self.ok:
@@ -185,7 +210,7 @@ class LoadReport:
                 "throughput_rps": round(self.throughput_rps, 3),
                 "latency_ms": {"p50": rounded(self.p50_ms), "p95": rounded(self.p95_ms),
                                "p99": rounded(self.p99_ms),
-                               "mean": rounded(float(np.mean(self.latencies_ms))) if self.latencies_ms else None,
+                               "mean": rounded(statistics.fmean(self.latencies_ms)) if self.latencies_ms else None,
                                "min": rounded(min(self.latencies_ms)) if self.latencies_ms else None,
                                "max": rounded(max(self.latencies_ms)) if self.latencies_ms else None},
                 "latencies_ms": [round(v, 3) for v in self.latencies_ms],
@@ -198,7 +223,7 @@ class _HttpError(Exception):
         self.status = status
 
 
-def _default_ssl_context() -> ssl_lib.SSLContext:
+def default_ssl_context() -> ssl_lib.SSLContext:
     """System CAs (OpenSSL also reads SSL_CERT_FILE), plus REQUESTS_CA_BUNDLE when set, as the Azure SDKs do."""
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or None
     return ssl_lib.create_default_context(cafile=bundle)
@@ -222,7 +247,7 @@ class _Target:
         if not host:
             raise UserError(f"the Triton URL {url!r} has no host", "give host:port, e.g. 127.0.0.1:8000")
         self.host, self.port, self.ssl = host, int(port), use_ssl
-        self.ssl_context = (ssl_context or _default_ssl_context()) if use_ssl else None
+        self.ssl_context = (ssl_context or default_ssl_context()) if use_ssl else None
         self.secrets = [str(v) for v in headers.values() if v]
         path = ("/" + base.strip("/") if base.strip("/") else "") + request.path
         lines = [f"POST {path} HTTP/1.1", f"Host: {hostport}", f"Content-Length: {len(request.body)}",

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .errors import UserError
 from .model_info import Contract, ModelInfo, TensorSpec
@@ -179,6 +179,34 @@ def _staging_parent(repo_dir: Path) -> Path:
     return parent if os.access(parent, os.W_OK) else repo_dir
 
 
+def replace_entry(repo_dir: Path, name: str, fill: Callable[[Path], None]) -> Path:
+    """Write the repository entry ``<repo_dir>/<name>`` whole and return it: ``fill`` writes the entry's files
+    into a fresh staging folder beside the repository, which then takes the entry's place in one rename (a
+    server polling the repository never sees half an entry; an old entry is put back if the rename fails).
+    Folders get mode 0755 (``mkdtemp`` makes 0700; Triton in a container may run as another user). The
+    staging folder and the retired old entry are removed whatever happens. ``OSError`` goes to the caller."""
+    parent = _staging_parent(repo_dir)
+    target = repo_dir / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{repo_dir.name}.{name}.", dir=parent))
+    retired = parent / f".{repo_dir.name}.{name}.retired-{uuid.uuid4().hex}"
+    try:
+        fill(staging)
+        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            os.chmod(folder, 0o755)
+        if target.exists():
+            os.replace(target, retired)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, target)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return target
+
+
 def write_repository(imported: _Imported, repo_dir: Path, model_name: str, model_version: str = "1", *,
                      max_batch_size: int | None = None, instance_kind: str | None = None,
                      replace: bool = False) -> Path:
@@ -207,28 +235,16 @@ def write_repository(imported: _Imported, repo_dir: Path, model_name: str, model
                 raise UserError(f"a different model named '{model_name}' already exists in {repo_dir}",
                                 "choose another model name, or replace it explicitly")
         repo_dir.mkdir(parents=True, exist_ok=True)
-        parent = _staging_parent(repo_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{repo_dir.name}.{model_name}.", dir=parent))
-        retired = parent / f".{repo_dir.name}.{model_name}.retired-{uuid.uuid4().hex}"
-        try:
+
+        def fill(staging: Path) -> None:
             (staging / version).mkdir()
             shutil.copyfile(imported.onnx_path, staging / version / "model.onnx")
             (staging / "config.pbtxt").write_text(config, encoding="utf-8")
             (staging / "labels.txt").write_text(labels, encoding="utf-8")
             (staging / SIDECAR_NAME).write_text(
                 json.dumps(sidecar(info, model_name, version, mbs, digest), indent=2) + "\n", encoding="utf-8")
-            os.chmod(staging, 0o755)      # mkdtemp makes it 0700; Triton in a container may run as another user
-            if target.exists():
-                os.replace(target, retired)
-            try:
-                os.replace(staging, target)
-            except OSError:
-                if retired.exists():
-                    os.replace(retired, target)
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
+
+        replace_entry(repo_dir, model_name, fill)
     except OSError as exc:
         raise UserError(f"could not write the model repository in {repo_dir}: {exc.strerror or exc}",
                         "check that the folder is writable and the disk is not full", exit_code=1) from None

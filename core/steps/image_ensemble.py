@@ -1,5 +1,6 @@
 """The image ensemble in the pipeline: whether to write it, which ids it answers with, and the test
-step's two answers (raw image bytes through the ensemble, tensors to the plain model) and load tests.
+steps' answers (tensors to the plain model, raw image bytes through the ensemble and through the Custom
+Vision route) and load tests.
 
 Used by ``WriteRepository`` and ``TestModel`` in ``local_target``; the Triton side lives in
 ``cvtriton_triton.ensemble`` (writer), ``ensemble_runtime`` (what the steps run) and ``load_test``.
@@ -21,6 +22,7 @@ from cvtriton_triton.model_info import Prediction
 #: Probabilities and box coordinates of the two paths may differ by this much and still agree
 #: (both run the same code on the same bytes; JSON round-trips float64 exactly).
 AGREEMENT_TOLERANCE = 1e-4
+SIDE_BY_SIDE_ROWS = 5          # predictions per path in the side-by-side log lines
 
 
 def ensemble_wanted(ctx: StepContext, override: bool | None) -> bool:
@@ -140,19 +142,69 @@ def disagreements(a: tuple[Prediction, ...], b: tuple[Prediction, ...], toleranc
     return found
 
 
-def test_summary(preds: tuple[Prediction, ...], median_ms: float, image_answer: PathAnswer | None,
+#: What each path sends, for screens and logs.
+PATH_TITLES = {"tensor": "tensors to the model", "image": "image bytes to the ensemble",
+               "customvision": "image bytes through the Custom Vision route"}
+
+
+def compare_answers(ctx: StepContext, answers: tuple[PathAnswer, ...]) -> tuple[str, ...]:
+    """Where the other paths' answers differ from the first one's (the tensor path: client-side pre- and
+    post-processing); empty when they all agree within ``AGREEMENT_TOLERANCE``. A difference is a warning."""
+    reference, *others = answers
+    differ: list[str] = []
+    for answer in others:
+        prefix = "" if answer.path == "image" else f"{answer.path} route: "
+        differ += [prefix + d for d in disagreements(reference.predictions, answer.predictions)]
+    if others:
+        ctx.log(f"side by side ({' | '.join(a.path for a in answers)}), by rank:")
+        for rank in range(min(SIDE_BY_SIDE_ROWS, max(len(a.predictions) for a in answers))):
+            cells = [f"{a.predictions[rank].label} {a.predictions[rank].probability:.4f}"
+                     if rank < len(a.predictions) else "—" for a in answers]
+            ctx.log(f"  #{rank + 1} " + " | ".join(cells))
+    if differ:
+        ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
+    return tuple(differ)
+
+
+def agreement(answers: tuple[PathAnswer, ...], differ: tuple[str, ...]) -> str:
+    """"image ensemble agrees" (with the tensor path), "image ensemble and Custom Vision route disagree", …;
+    "" when only the tensor path answered."""
+    names = {"image": "image ensemble", "customvision": "Custom Vision route"}
+    others = [names[a.path] for a in answers[1:] if a.path in names]
+    if not others:
+        return ""
+    verb = ("disagree" if differ else "agree") if len(others) > 1 else ("disagrees" if differ else "agrees")
+    return f"{' and '.join(others)} {verb}"
+
+
+def test_summary(preds: tuple[Prediction, ...], median_ms: float, answers: tuple[PathAnswer, ...],
                  differ: tuple[str, ...], reports: tuple) -> str:
     """The test step's one line: best prediction, median latency, agreement, what went wrong in the load test."""
     best = f"{preds[0].label} {preds[0].probability:.2f}" if preds else "no prediction above threshold"
     parts = [f"{best} ({median_ms:.1f} ms median)"]
-    if image_answer is not None:
-        parts.append("image ensemble disagrees" if differ else "image ensemble agrees")
+    if agreement(answers, differ):
+        parts.append(agreement(answers, differ))
     errors = sum(r.error_count for r in reports)
     if errors:
         parts.append(f"{errors} load-test errors")
     if any(r.stopped != "completed" for r in reports):
         parts.append("load test stopped early")
     return "; ".join(parts)
+
+
+def answer_paths(client: Any, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
+                 route_url: str | None, *, ssl: bool, headers: dict[str, str] | None,
+                 log: Any) -> tuple[PathAnswer, ...]:
+    """The test image every way the server serves it (blocking; the thread that made ``client``): tensors to
+    the model, bytes to the ensemble (when ``ensemble``), bytes through the Custom Vision route at
+    ``route_url`` (when given) — in that order; ``log(line)`` gets each path's first-request figures."""
+    answers = [a for a in answer_both(client, model, info, tensor, image_bytes, ensemble) if a is not None]
+    if route_url and ensemble is not None:
+        answers.append(answer_customvision(route_url, ensemble, image_bytes, ssl=ssl, headers=headers))
+    for answer in answers:
+        log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
+            f"{answer.request_bytes} bytes sent")
+    return tuple(answers)
 
 
 def answer_both(client: Any, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
@@ -191,28 +243,39 @@ def answer_customvision(url: str, ensemble: Any, image_bytes: bytes, *, ssl: boo
                       len(image_bytes), document)
 
 
-def load_requests(model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any) -> list:
-    """The prebuilt requests the load test replays: tensor path first, then the ensemble (if any)."""
+#: The load report's name for the Custom Vision route's load test.
+ROUTE_TARGET = "Custom Vision route"
+
+
+def load_targets(url: str, model: str, info: Any, tensor: Any, image_bytes: bytes, ensemble: Any,
+                 route_url: str | None = None) -> list[tuple[str, Any]]:
+    """(where, prebuilt request) for each path the load test replays, in the order of ``answer_paths``:
+    tensors to ``model`` and the bytes to the ensemble (if any) at ``url``, then the bytes through the
+    Custom Vision route at ``route_url`` (when given), posted as an app posts them."""
     import numpy as np
 
+    from cvtriton_triton.customvision_client import route_for
     from cvtriton_triton.ensemble_runtime import IMAGE_INPUT, PREDICTION_OUTPUT
-    from cvtriton_triton.load_test import infer_request
+    from cvtriton_triton.load_test import HttpRequest, infer_request
 
-    requests = [infer_request(model, [(info.input.name, tensor)], [o.name for o in info.outputs])]
+    targets = [(url, infer_request(model, [(info.input.name, tensor)], [o.name for o in info.outputs]))]
     if ensemble is not None:
         batch = np.array([image_bytes], dtype=object).reshape(ensemble.request_shape)
-        requests.append(infer_request(ensemble.names.ensemble, [(IMAGE_INPUT, batch)], [PREDICTION_OUTPUT]))
-    return requests
+        targets.append((url, infer_request(ensemble.names.ensemble, [(IMAGE_INPUT, batch)], [PREDICTION_OUTPUT])))
+        if route_url:
+            targets.append((route_url, HttpRequest(route_for(ensemble), image_bytes,
+                                                   (("Content-Type", "application/octet-stream"),), ROUTE_TARGET)))
+    return targets
 
 
-def run_load_tests(ctx: StepContext, url: str, requests: list, spec: Any, *, ssl: bool,
+def run_load_tests(ctx: StepContext, targets: list[tuple[str, Any]], spec: Any, *, ssl: bool,
                    headers: dict[str, str] | None, stop: threading.Event) -> tuple:
-    """Each request's load test in turn (blocking), with progress lines; stops early when ``stop`` is set."""
+    """Each target's load test in turn (blocking), with progress lines; stops early when ``stop`` is set."""
     from cvtriton_triton.load_test import run_load
 
     reports = []
-    total = spec.requests * len(requests)
-    for position, request in enumerate(requests):
+    total = spec.requests * len(targets)
+    for position, (url, request) in enumerate(targets):
         if stop.is_set():
             break
         offset = position * spec.requests

@@ -60,7 +60,7 @@ class TestResult:
     answers: tuple[PathAnswer, ...] = ()    # side by side: tensors to the model, bytes to the image ensemble,
                                             # bytes through the Custom Vision route (a container that serves it)
     disagreements: tuple[str, ...] = ()     # where the two answers differ (empty: they agree)
-    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per path, same order
+    load: tuple[LoadReport, ...] = field(default=(), repr=False)   # one load test per answer, same order
     smoke: bool = False                     # one request with a generated picture (no test image given)
 
     def to_json(self) -> dict:
@@ -268,8 +268,8 @@ class TestModel:
                           predictions=(), latency_ms=ms, latencies_ms=(ms,), smoke=True)
 
     async def _timed(self, ctx: StepContext, url: str, repo: Path, model: str, info: ModelInfo) -> TestResult:
-        from cvtriton_core.steps.image_ensemble import (answer_both, answer_customvision, disagreements,
-                                                        load_requests, run_load_tests, test_summary)
+        from cvtriton_core.steps.image_ensemble import (answer_paths, compare_answers, load_targets,
+                                                        run_load_tests, test_summary)
         from cvtriton_triton.ensemble import find_ensemble
         from cvtriton_triton.infer_client import TritonHttpClient
         from cvtriton_triton.preprocess import prepare
@@ -298,35 +298,23 @@ class TestModel:
             # close the client inside this single worker thread.
             client = TritonHttpClient(url)
             try:
-                answers = answer_both(client, model, info, tensor, image_bytes, ensemble)
+                answers = answer_paths(client, model, info, tensor, image_bytes, ensemble, route_url, ssl=False,
+                                       headers=None, log=lambda line: ctx.log(line, source="test"))
             finally:
                 client.close()
-            if route_url:
-                answers = (*answers, answer_customvision(route_url, ensemble, image_bytes, ssl=False,
-                                                         headers=None))
-            for answer in filter(None, answers):
-                ctx.log(f"{answer.path} path ({answer.model}): first request {answer.latency_ms:.1f} ms, "
-                        f"{answer.request_bytes} bytes sent", source="test")
-            requests = load_requests(model, info, tensor, image_bytes, ensemble)
-            return answers, run_load_tests(ctx, url, requests, self.spec, ssl=False, headers=None,
-                                           stop=stop)
+            targets = load_targets(url, model, info, tensor, image_bytes, ensemble, route_url)
+            return answers, run_load_tests(ctx, targets, self.spec, ssl=False, headers=None, stop=stop)
 
         try:
-            (tensor_answer, image_answer, *routed), reports = await ctx.blocking(send_requests)
+            answers, reports = await ctx.blocking(send_requests)
         except asyncio.CancelledError:
             stop.set()   # else it keeps sending to the endpoint, and quitting waits for the thread
             raise
-        preds = tensor_answer.predictions
-        differ = tuple(disagreements(preds, image_answer.predictions)) if image_answer else ()
-        for answer in routed:
-            differ += tuple(f"{answer.path} route: {d}" for d in disagreements(preds, answer.predictions))
-        if differ:
-            ctx.log(f"the image ensemble and the tensor path disagree: {'; '.join(differ[:5])}", level="warning")
+        preds = answers[0].predictions
+        differ = compare_answers(ctx, answers)
         latencies = reports[0].latencies_ms
-        median = statistics.median(latencies) if latencies else tensor_answer.latency_ms
-        summary = test_summary(preds, median, image_answer, differ, reports) + (f"; {not_served}" if not_served else "")
+        median = statistics.median(latencies) if latencies else answers[0].latency_ms
+        summary = test_summary(preds, median, answers, differ, reports) + (f"; {not_served}" if not_served else "")
         return TestResult(summary=summary, model=model,
                           task=info.task, image=self.image, predictions=preds, latency_ms=median,
-                          latencies_ms=latencies,
-                          answers=tuple(a for a in (tensor_answer, image_answer, *routed) if a is not None),
-                          disagreements=differ, load=reports)
+                          latencies_ms=latencies, answers=answers, disagreements=differ, load=reports)

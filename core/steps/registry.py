@@ -115,7 +115,7 @@ def _deploy(o: RunOptions) -> Any:
 def _endpoint_test(o: RunOptions) -> Any:
     from cvtriton_core.steps.endpoint_test import EndpointTest
     return EndpointTest(o.image, requests=o.requests, concurrency=o.concurrency, time_limit_s=o.time_limit_s,
-                        options=o.azure)
+                        options=o.azure, ensemble=o.ensemble)
 
 
 def _traffic(o: RunOptions) -> Any:
@@ -159,7 +159,7 @@ RESULTS: dict[str, tuple[str, ...]] = {
     "export": ("export_dir",),
     "import": ("onnx_path", "imported", "model_source"),
     "repository": ("repository", "model_name", "model_version"),
-    "package": ("image_context", "image_context_digest", "image_scoring_port"),
+    "package": ("image_context", "image_context_digest", "image_scoring_port", "image_customvision_route"),
     "build": ("image_id", "image_ref", "image_size"),
     "registry-login": (STATE_REGISTRY, SHARED_REGISTRY_AUTH, SHARED_REGISTRY_LOGIN),
     "push": ("image_digest", "image_remote", "image_pushed"),

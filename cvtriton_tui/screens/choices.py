@@ -22,7 +22,7 @@ VERSION = 1
 # WizardState field -> accepted type
 FIELDS: dict[str, type] = {
     "target": str, "model_choice": str, "model_path": str, "build_image": bool, "test_server": str,
-    "image_path": str, "requests": str,
+    "image_path": str, "requests": str, "concurrency": str,
     "new_project": bool, "new_folder": str, "new_name": str, "new_task": str, "new_domain": str,
     "deployment_name": str, "instance_type": str, "instance_count": str, "auth_mode": str, "traffic": str,
     "traffic_share": str, "endpoint_requests": str, "endpoint_concurrency": str, "test_by_traffic": bool,

@@ -1,7 +1,10 @@
 """Local test: serve the packaged model on this machine — with the real Triton server, or by running the
 Triton image Package & build made in Docker — stream its log, send the chosen image N times through
-tritonclient, then show predictions, the annotated image (saved as a PNG whose path is printed) and latency
-median/p95 with a chart, saying which server answered (the local Triton or the container) and at which
+tritonclient — and as raw bytes through the image ensemble (and the Custom Vision route of a container) —
+then load-test each path with the chosen requests and concurrency (progress in the step's row), and show
+predictions, the answers side by side, the annotated image (saved as a PNG whose path is printed), each
+path's throughput, percentiles and errors by status, and the latencies in order and as a histogram, saying
+which server answered (the local Triton or the container) and at which
 precision. The server or container is stopped (the container also removed) when the run ends, fails, is
 cancelled or the wizard quits: the core closes it through the run's resources."""
 
@@ -34,6 +37,7 @@ SERVE_STEP = {"local": "serve-local", "container": "run-local"}     # test_serve
 RUN_LABEL = {"local": "Start Triton and test (F5)", "container": "Start the container and test (F5)"}
 LOG_TITLE = {"local": "Triton log", "container": "Container log"}
 MAX_REQUESTS = 1000
+MAX_CONCURRENCY = 64        # more client threads than this on one machine measure the client, not the server
 SOURCE = "the local Triton on this machine"
 NO_IMAGE = ("No Triton image built in this run — build it on Package & build (\"Also build the Triton image\" "
             "for the Local target), then come back.")
@@ -58,7 +62,14 @@ def container_source(result: Any) -> str:
 
 def requests_problem(raw: str) -> str | None:
     if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_REQUESTS:
-        return f"timed requests must be a whole number from 1 to {MAX_REQUESTS}"
+        return f"timed requests must be a whole number from 1 to {MAX_REQUESTS} — type one, e.g. 20"
+    return None
+
+
+def concurrency_problem(raw: str) -> str | None:
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_CONCURRENCY:
+        return (f"concurrency (requests in flight at once) must be a whole number from 1 to {MAX_CONCURRENCY} "
+                "— type one, e.g. 4")
     return None
 
 
@@ -76,8 +87,9 @@ def image_problem(raw: str) -> str | None:
 class LocalTestPane(StepPane):
     step_id = "local-test"
     intro = ("Starts Triton here — or the Triton image built on Package & build, in Docker — with the packaged "
-             "model, sends the image through the HTTP API (binary tensors) and times every request. The server "
-             "stops (the container is removed) when the test is done.")
+             "model, sends the image as tensors to the model and as raw bytes to the image ensemble (and through "
+             "the container's Custom Vision route), compares the answers, then load-tests each path with the "
+             "requests and concurrency below. The server stops (the container is removed) when the test is done.")
     served_by = SOURCE      # what answered the latest run's requests (the results view names it)
 
     class AnnotationReady(Message):
@@ -110,7 +122,12 @@ class LocalTestPane(StepPane):
             yield Select[str]([], prompt="(generated with the sample model)", id="sample-images", allow_blank=True)
         with Horizontal(classes="path-row"):
             yield Label("Timed requests", classes="row-label")
-            yield Input(state.requests, id="requests", type="integer", max_length=4)
+            yield Input(state.requests, id="requests", type="integer", max_length=4,
+                        tooltip="per path: tensors to the model, and image bytes to the ensemble when it is there")
+        with Horizontal(classes="path-row"):
+            yield Label("Concurrency", classes="row-label")
+            yield Input(state.concurrency, id="concurrency", type="integer", max_length=2,
+                        tooltip="requests in flight at once during the load test")
         yield Label("", id="test-error", classes="field-error")
         with Horizontal(classes="buttons"):
             yield Button(RUN_LABEL[state.test_server], id="test-run", variant="primary", classes="run-button")
@@ -175,6 +192,8 @@ class LocalTestPane(StepPane):
             self.state.image_path = event.value.strip()
         elif event.input.id == "requests":
             self.state.requests = event.value.strip()
+        elif event.input.id == "concurrency":
+            self.state.concurrency = event.value.strip()
         else:
             return
         self.wizard.choices_changed()
@@ -196,12 +215,14 @@ class LocalTestPane(StepPane):
     def _problem(self) -> str | None:
         if self.state.test_server == "container" and built_image(self.state.run_dir) is None:
             return NO_IMAGE
-        return image_problem(self.state.image_path) or requests_problem(self.state.requests)
+        return (image_problem(self.state.image_path) or requests_problem(self.state.requests)
+                or concurrency_problem(self.state.concurrency))
 
     def run_step(self) -> None:
         # what the inputs hold now (their Changed messages may still be on the way after fast typing)
         self.state.image_path = self.query_one("#image-path", Input).value.strip()
         self.state.requests = self.query_one("#requests", Input).value.strip()
+        self.state.concurrency = self.query_one("#concurrency", Input).value.strip()
         problem = self._problem()
         label = self.query_one("#test-error", Label)
         label.update(Text(problem or "", style="red"))
@@ -213,7 +234,8 @@ class LocalTestPane(StepPane):
         self.served_by = SOURCE
         # The image carries the repository's image ensemble and its Custom Vision route: the test answers
         # every way the server serves (tensors, image bytes, and the route in a container).
-        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests))
+        options = RunOptions(image=Path(self.state.image_path).expanduser(), requests=int(self.state.requests),
+                             concurrency=int(self.state.concurrency))
         self.start_run(self._steps(), options, title="Local test")
 
     def handle_event(self, event: Event) -> None:

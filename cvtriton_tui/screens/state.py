@@ -72,6 +72,7 @@ class WizardState:
     test_server: str = "local"                 # "local" (tritonserver here) | "container" (the built image)
     image_path: str = ""
     requests: str = "20"
+    concurrency: str = "1"                     # requests in flight at once during the load test
     # deploy (the endpoint name is the ENDPOINT_NAME setting)
     deployment_name: str = "blue"
     instance_type: str = azureml_options.DEFAULT_INSTANCE_TYPE

@@ -160,3 +160,62 @@ async def test_follow_reports_each_state_once_and_survives_failed_reads(tmp_path
     warnings = [e.line for e in events if isinstance(e, LogLine) and e.level == "warning"]
     assert len(warnings) == 1 and "throttled" in warnings[0]
     assert [e.line for e in events if isinstance(e, LogLine) and e.source == "inference-server"] == ["a", "b"]
+
+
+def test_custom_vision_route_refusals_are_explained(tmp_path):
+    """What the route's client reads off a refusal (status, Custom Vision code, Azure's headers), and the
+    endpoint test's explanation: the endpoint's own refusals as for the other paths, the route's own words
+    behind a 424, and Triton's plain 404 (a scoring port without the route) told apart."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cvtriton_core.steps.endpoint_test import EndpointTest, _no_route, _Target
+    from cvtriton_triton.customvision_client import RouteRefused, predict_image
+
+    answers: list[tuple[int, dict, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body, headers = answers.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                                **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"127.0.0.1:{server.server_address[1]}"
+    target = _Target("ep", "blue", url, "m", None, None, {}, "2 x 8 x 1 instance(s) = 16")
+    step = EndpointTest(tmp_path / "x.jpg")
+
+    def refusal(status: int, body: dict, headers: dict | None = None) -> RouteRefused:
+        answers.append((status, body, headers or {}))
+        with pytest.raises(RouteRefused) as caught:
+            predict_image(url, "/customvision/v3.0/Prediction/p/classify/iterations/prod/image", b"jpeg")
+        return caught.value
+
+    try:
+        exc = refusal(401, {"message": "Unauthorized: the key or token is missing, wrong or expired."})
+        assert (exc.http_status, exc.code) == (401, None) and not _no_route(exc)
+        cause, fix = step._route_refused(target, exc)
+        assert cause.startswith("the endpoint refused the key or token (HTTP 401): Unauthorized") and "auth mode" in fix
+
+        exc = refusal(424, {"code": "NotFoundProject", "message": "Project p not found."},
+                      {"ms-azureml-model-error-statuscode": "404"})
+        assert exc.code == "NotFoundProject" and not _no_route(exc)
+        cause, fix = step._route_refused(target, exc)
+        assert cause == "the Custom Vision route of deployment blue answered HTTP 404: NotFoundProject: Project p not found."
+        assert "from this run's repository" in fix
+
+        exc = refusal(424, {"error": "Not Found"}, {"ms-azureml-model-error-statuscode": "404"})
+        assert _no_route(exc) and exc.message == "Not Found"      # Triton's own port: no route there
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -73,7 +73,9 @@ async def test_deploy_test_rollout_rollback_delete(key, tmp_path, azure, workfol
     kit.same_predictions(list(tested.predictions), want)
     assert tested.deployment == "blue" and tested.requests == 8 and tested.failed == 0
     load = tested.to_json()["load_test"]               # the local test's load generator, over HTTPS with the key
-    assert len(load) == 1 and load[0]["ok"] == 8 and load[0]["concurrency"] == 2 and load[0]["stopped"] == "completed"
+    assert [r["target"] for r in load] == [work.model_name, f"{work.model_name}_image", "Custom Vision route"]
+    assert all(r["ok"] == 8 and r["concurrency"] == 2 and r["stopped"] == "completed" for r in load)
+    assert [a.path for a in tested.answers] == ["tensor", "image", "customvision"] and not tested.disagreements
     assert 0 < tested.p50_ms <= tested.p95_ms <= tested.p99_ms and tested.throughput_rps > 0
     assert tested.to_json()["predictions"] == list(tested.predictions)
     assert capfd.readouterr().out == ""              # the SDK's poller dots never reach stdout

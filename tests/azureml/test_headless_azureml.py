@@ -28,7 +28,7 @@ async def test_run_deploy_test_delete_json(azure, workfolder, tmp_path, test_ima
     env_file = write_env(tmp_path / ".env", work.values)
     done = cli("run", "--env-file", str(env_file), "--workdir", str(work.folder), "--json",
                "--steps", "deploy,endpoint-test,traffic,delete", "--image", str(test_image), "--requests", "4",
-               "--poll-seconds", "0.2")
+               "--concurrency", "2", "--time-limit", "60", "--poll-seconds", "0.2")
     assert done.returncode == 0, done.stderr[-2000:]
     events = [json.loads(line) for line in done.stdout.splitlines()]          # every line is one JSON object
     assert all(isinstance(e, dict) and "kind" in e for e in events)
@@ -39,6 +39,13 @@ async def test_run_deploy_test_delete_json(azure, workfolder, tmp_path, test_ima
     result = finished["endpoint-test"]["result"]
     assert result["requests"] == 4 and result["deployment"] == "blue" and result["failed"] == 0
     assert result["predictions"] and set(result["predictions"][0]) == {"label", "probability"}
+    # every path the deployment serves, side by side and load-tested at concurrency 2, with progress
+    assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"]
+    assert result["disagreements"] == [] and result["errors"] == {} and result["concurrency"] == 2
+    assert "/customvision/v3.0/Prediction/" in result["customvision_url"]
+    assert [(r["concurrency"], r["planned"], r["ok"]) for r in result["load"]] == [(2, 4, 4)] * 3
+    progress = [e for e in events if e["step"] == "endpoint-test" and e["kind"] == "progress" and e.get("total")]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 12     # 4 requests x 3 paths
     assert finished["traffic"]["result"]["skipped"] is True                 # blue already had 100%
     assert azure.arm.endpoints == {}
     printed = done.stdout + done.stderr                 # no key, token or registry credential is ever shown

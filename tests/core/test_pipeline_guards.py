@@ -110,7 +110,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
 
 
 def test_results_dropped_from_a_step_on_are_its_own_and_every_later_steps():
-    image = {"image_context", "image_context_digest", "image_scoring_port", "customvision_url", "image_id", "image_ref", "image_size", "image_digest",
+    image = {"image_context", "image_context_digest", "image_scoring_port", "image_customvision_route", "customvision_url", "image_id", "image_ref", "image_size", "image_digest",
              "image_remote", "image_pushed", "container_id", "registry", "registry_auth", "registry_login"}
     deployed = {"azureml_endpoint", "azureml_deployment", "azureml_scoring_uri", "azureml_model_asset"}
     assert set(stale_results("import")) == {"onnx_path", "imported", "model_source", "repository", "model_name",

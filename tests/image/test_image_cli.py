@@ -26,9 +26,10 @@ def test_local_container_json_adds_the_image(tmp_path, standin_base, docker_api,
     assert set(result) == {"model", "task", "predictions", "latency_ms", "answers", "agree", "disagreements",
                            "load_test", "image"}
     # the image serves the model, the ensemble and the Custom Vision route: three answers that agree, and a
-    # load test per Triton path (tensor, image)
+    # load test per path (tensor, image, the route as an app posts to it)
     assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"] and result["agree"]
-    assert len(result["load_test"]) == 2
+    assert [r["target"] for r in result["load_test"]][2:] == ["Custom Vision route"]
+    assert all(r["ok"] == r["requests"] and not r["errors"] for r in result["load_test"])
     assert result["model"] == f"cli-{kit.session}" and result["predictions"]
     assert [a["path"] for a in result["answers"]] == ["tensor", "image", "customvision"] and result["agree"]
     image = docker_api.inspect_image(result["image"])

@@ -106,6 +106,27 @@ def test_local_command_default_sample_json(tmp_path):
     assert all("box" not in p for p in data["predictions"])
 
 
+def test_run_test_step_load_test_options_json(sample, tmp_path):
+    """``run --steps ...,test --concurrency C --requests N --time-limit S``: each path's load test runs N
+    requests at concurrency C, with progress events counting up to both paths' total, and the result says
+    its errors by status (none here)."""
+    zip_path, images = sample
+    (tmp_path / ".env").write_text("MODEL_NAME=colours\n")
+    result = run_cli("run", "--env-file", str(tmp_path / ".env"), "--workdir", str(tmp_path / "wd"), "--json",
+                     "--steps", "import,repository,serve-local,test", "--model", str(zip_path), "--image",
+                     str(images["red"]), "--concurrency", "3", "--requests", "9", "--time-limit", "60", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    progress = [e for e in events if e["step"] == "test" and e["kind"] == "progress" and e.get("total")]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 18      # 9 requests x 2 paths
+    assert [e["done"] for e in progress] == sorted(e["done"] for e in progress)
+    tested = next(e for e in events if e["step"] == "test" and e["kind"] == "finished")["result"]
+    assert [(r["target"], r["concurrency"], r["planned"], r["ok"], r["errors"], r["stopped"])
+            for r in tested["load"]] == [("colours", 3, 9, 9, {}, "completed"),
+                                         ("colours_image", 3, 9, 9, {}, "completed")]
+    assert [a["path"] for a in tested["answers"]] == ["tensor", "image"] and tested["disagreements"] == []
+
+
 @pytest.mark.parametrize("colour", ["red", "blue", "yellow"])
 def test_local_command_sample_predictions_make_sense(colour, sample, tmp_path):
     zip_path, images = sample

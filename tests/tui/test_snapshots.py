@@ -18,7 +18,9 @@ from textual.widgets import Input, RadioButton
 
 from cvtriton_core.adapters.customvision_types import DomainInfo, IterationInfo, ProjectInfo
 from cvtriton_core.run_state import RunState
+from cvtriton_core.steps.image_ensemble import PathAnswer
 from cvtriton_core.steps.local_target import TestResult as CoreTestResult
+from cvtriton_triton.load_test import LoadReport
 from cvtriton_triton.model_info import Box, Prediction
 from cvtriton_tui.app import WizardApp
 from cvtriton_tui.screens.confirm import ChoiceScreen, ConfirmScreen
@@ -105,14 +107,51 @@ def test_local_test_with_detection_results(snap_compare, local_app: WizardApp) -
         await at("local-test")(pilot)
         pane = pilot.app.main.pane("local-test")
         pane.query_one("#image-path", Input).value = str(image)
-        result = CoreTestResult(summary="", model="shelf", task="detection", image=image, latency_ms=2.1,
-                            latencies_ms=(2.4, 2.1, 2.0, 2.2, 3.9, 2.1, 2.0, 2.3),
-                            predictions=(Prediction("can", 0.91, Box(0.125, 0.25, 0.28125, 0.4583)),
-                                         Prediction("box", 0.42, Box(0.6, 0.5, 0.3, 0.3))))
+        predictions = (Prediction("can", 0.91, Box(0.125, 0.25, 0.28125, 0.4583)),
+                       Prediction("box", 0.42, Box(0.6, 0.5, 0.3, 0.3)))
+        tensor_ms = (2.4, 2.1, 2.0, 2.2, 3.9, 2.1, 2.0, 2.3)
+        image_ms = (3.1, 3.0, 2.9, 3.3, 4.2, 3.0, 3.1)
+        load = (LoadReport("shelf", 2, 8, 8, {}, tensor_ms, 0.01, "completed", 602_400),
+                LoadReport("shelf_image", 2, 8, 7, {"503": 1}, image_ms, 0.012, "completed", 31_200))
+        answers = (PathAnswer("tensor", "shelf", predictions, 2.6, 602_112),
+                   PathAnswer("image", "shelf_image", predictions, 3.4, 30_981))
+        result = CoreTestResult(summary="", model="shelf", task="detection", image=image, latency_ms=2.15,
+                                latencies_ms=tensor_ms, predictions=predictions, answers=answers, load=load)
         pane.show_result(result)
         await wait_for(pilot, lambda: Path("work/results/shelf-predictions.png").exists(), 20, "the PNG")
         await wait_for(pilot, lambda: bool(pane.query_one("#preview").pixels), 20, "the preview")
         pilot.app.main.query_one("#steps").focus()
+        await pilot.pause()
+    assert snap_compare(local_app, terminal_size=(120, 60), run_before=before)
+
+
+def test_local_test_load_results(snap_compare, local_app: WizardApp) -> None:
+    """Three paths of a container (tensor, ensemble, Custom Vision route) side by side, each path's load test
+    with its errors by status, and the latency histogram with a column per path."""
+    async def before(pilot) -> None:
+        image = Path("red.png")
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(image)
+        await at("local-test")(pilot)
+        pane = pilot.app.main.pane("local-test")
+        pane.query_one("#image-path", Input).value = str(image)
+        predictions = (Prediction("red", 0.9712, None), Prediction("green", 0.0201, None),
+                       Prediction("blue", 0.0087, None))
+        tensor_ms = tuple(4.0 + (i * 7 % 11) / 5 for i in range(40))
+        image_ms = tuple(6.0 + (i * 5 % 13) / 4 for i in range(38))
+        route_ms = tuple(6.5 + (i * 3 % 7) / 3 for i in range(40))
+        load = (LoadReport("colours", 4, 40, 40, {}, tensor_ms, 0.05, "completed", 602_400),
+                LoadReport("colours_image", 4, 40, 38, {"503": 1, "timeout": 1}, image_ms, 0.08, "completed",
+                           1_320),
+                LoadReport("Custom Vision route", 4, 40, 40, {}, route_ms, 0.09, "completed", 1_260))
+        answers = (PathAnswer("tensor", "colours", predictions, 5.2, 602_112),
+                   PathAnswer("image", "colours_image", predictions, 7.9, 1_102),
+                   PathAnswer("customvision", "colours_image", predictions, 8.4, 1_102))
+        result = CoreTestResult(summary="", model="colours", task="classification", image=image, latency_ms=4.9,
+                                latencies_ms=tensor_ms, predictions=predictions, answers=answers, load=load)
+        pane.show_result(result)
+        await wait_for(pilot, lambda: bool(pane.query_one("#preview").pixels), 20, "the preview")
+        pilot.app.main.query_one("#steps").focus()
+        pane.query_one("#latency").scroll_visible(animate=False, top=False)
         await pilot.pause()
     assert snap_compare(local_app, terminal_size=(120, 60), run_before=before)
 
