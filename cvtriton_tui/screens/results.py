@@ -28,7 +28,7 @@ from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
-from cvtriton_tui.widgets.results_view import ResultsView
+from cvtriton_tui.widgets.results_view import ResultsView, shown_predictions
 
 MAX_REQUESTS = 1000
 MAX_CONCURRENCY = 64          # the endpoint-test step refuses more (the endpoint's 429 limit comes first)
@@ -42,19 +42,6 @@ def endpoint_source(result: Any) -> str:
         return (f"Azure ML endpoint {result.endpoint}, deployment {result.deployment} "
                 "(azureml-model-deployment header)")
     return f"Azure ML endpoint {result.endpoint} through its traffic split (the endpoint chose the deployment)"
-
-
-def as_test_result(result: Any) -> Any:
-    """The endpoint test's result in the local test's shape (``TestResult`` with typed predictions), which the
-    results view renders; the numbers are the endpoint's."""
-    from cvtriton_core.steps.local_target import TestResult
-    from cvtriton_triton.model_info import Box, Prediction
-
-    predictions = tuple(Prediction(p["label"], float(p["probability"]), Box(**p["box"]) if p.get("box") else None)
-                        for p in result.predictions)
-    return TestResult(summary=result.summary, model=result.model, task=result.task, image=result.image,
-                      predictions=predictions, latency_ms=result.latency_ms, latencies_ms=result.latencies_ms,
-                      load=(result.load,) if result.load is not None else ())
 
 
 def number_problem(raw: str, what: str, top: int) -> str | None:
@@ -97,14 +84,12 @@ class ResultsPane(StepPane):
         yield ProgressPanel(id="endpoint-progress")
         yield Static("", id="endpoint-summary")
         yield ResultsView(id="endpoint-results")
-        yield Static("", id="customvision-compare")
         yield EventLog(id="endpoint-log", title="Endpoint test log")
 
     def setup(self) -> None:
         self.query_one(ProgressPanel).plan([("endpoint-test", "Test the Azure ML endpoint")])
         self.query_one("#endpoint-test-error", Label).display = False
         self.query_one(ResultsView).display = False       # shown with a result of this session's test
-        self.query_one("#customvision-compare").display = False
         self.entered()
 
     def deployment(self) -> str:
@@ -157,7 +142,6 @@ class ResultsPane(StepPane):
                 view.annotation_failed("the local test sent a generated picture, not an image of yours")
             self.query_one("#endpoint-summary", Static).update(
                 Text("Showing the local test's results (not the endpoint's).", style="yellow"))
-            self.query_one("#customvision-compare").display = False
 
     def _problem(self) -> str | None:
         from cvtriton_tui.screens.local_test import image_problem
@@ -187,7 +171,6 @@ class ResultsPane(StepPane):
         self.query_one(ProgressPanel).plan([("endpoint-test", "Test the Azure ML endpoint")])
         self.query_one("#endpoint-log", EventLog).clear()
         self.query_one(ResultsView).display = False          # no earlier result passes for this test's
-        self.query_one("#customvision-compare").display = False
         where = "through its traffic split" if by_traffic else f"deployment {self.deployment()}"
         self.query_one("#endpoint-summary", Static).update(
             Text(f"Testing endpoint {s.value('ENDPOINT_NAME')}, {where}…", style="dim"))
@@ -207,15 +190,10 @@ class ResultsPane(StepPane):
         self.query_one("#endpoint-summary", Static).update(Text("✔ " + result.summary, style="green"))
         view = self.query_one(ResultsView)
         view.display = True
-        view.show_result(as_test_result(result), source=endpoint_source(result))
-        compare = self.query_one("#customvision-compare", Static)
-        if result.customvision is not None:
-            theirs = ", ".join(f"{p['label']} {p['probability']:.4f}" for p in result.customvision[:5]) or "nothing"
-            took = f", {result.customvision_latency_ms:.0f} ms" if result.customvision_latency_ms else ""
-            compare.update(Text(f"Custom Vision's prediction API (published iteration{took}), same image: {theirs}"))
-            compare.display = True
+        # every path's answer, the Custom Vision service's beside them, the load tests and the app's URL
+        view.show_result(result, source=endpoint_source(result))
         out = self.state.workdir / "results" / f"{Path(result.image).stem}-endpoint-predictions.png"
-        self._annotate(as_test_result(result), out, self.state.run_dir)
+        self._annotate(result, out, self.state.run_dir)
 
     def _annotate(self, result: Any, out: Path, run_dir: Path) -> None:
         self.run_worker(partial(self._draw, result, out, run_dir), group="endpoint-annotate", exclusive=True,
@@ -227,7 +205,7 @@ class ResultsPane(StepPane):
         precision = await asyncio.to_thread(served_precision, run_dir, result.model)
         self.query_one(ResultsView).show_precision(precision)
         try:
-            png, pixels = await asyncio.to_thread(_draw, Path(result.image), result.predictions, out)
+            png, pixels = await asyncio.to_thread(_draw, Path(result.image), shown_predictions(result), out)
         except UserError as exc:
             self.post_message(self.AnnotationReady(None, [], redact(exc.one_line())))
             return
