@@ -78,6 +78,27 @@ async def goto_next(pilot: Any, app: WizardApp, step: str) -> None:
     await wait_for(pilot, lambda: app.state.current == step, 10, f"the {step} step")
 
 
+async def export_and_package(pilot: Any, app: WizardApp, package_timeout: float) -> None:
+    """Project (the emulator's project and its iteration) → Train & export → Package & build, each done."""
+    await goto_next(pilot, app, "project")
+    await wait_for(pilot, lambda: app.state.iteration is not None, 30, "the project and its iteration")
+    await goto_next(pilot, app, "train")
+    await pilot.press("f5")
+    await wait_for(pilot, lambda: app.state.status.get("train") in ("done", "failed"), 120, "the export")
+    assert app.state.status["train"] == "done", app.session_log[-6:]
+    await goto_next(pilot, app, "package")
+    await pilot.press("f5")
+    await wait_for(pilot, lambda: app.state.status.get("package") in ("done", "failed"), package_timeout,
+                   "package (and build)")
+    assert app.state.status["package"] == "done", app.session_log[-8:]
+
+
+async def choose_test_image(pilot: Any, app: WizardApp, image: Path) -> None:
+    await goto_next(pilot, app, "local-test")
+    app.main.pane("local-test").query_one("#image-path", Input).value = str(image)
+    await pilot.pause()
+
+
 @pytest.fixture
 def fast_polls(monkeypatch: pytest.MonkeyPatch, kit: Any) -> None:
     """The emulated operations take a fraction of a second: read state and logs as often as the headless tests."""
@@ -111,19 +132,8 @@ async def walk(pilot: Any, app: WizardApp, azure: Any, test_image: Path, endpoin
     assert app.state.target == "azure"
 
     # Custom Vision → export → package (the image is built; Deploy pushes it to the workspace's registry)
-    await goto_next(pilot, app, "project")
-    await wait_for(pilot, lambda: app.state.iteration is not None, 30, "the project and its iteration")
-    await goto_next(pilot, app, "train")
-    await pilot.press("f5")
-    await wait_for(pilot, lambda: app.state.status.get("train") in ("done", "failed"), 120, "the export")
-    assert app.state.status["train"] == "done", app.session_log[-6:]
-    await goto_next(pilot, app, "package")
-    await pilot.press("f5")
-    await wait_for(pilot, lambda: app.state.status.get("package") in ("done", "failed"), 600, "package and build")
-    assert app.state.status["package"] == "done", app.session_log[-8:]
-    await goto_next(pilot, app, "local-test")
-    app.main.pane("local-test").query_one("#image-path", Input).value = str(test_image)
-    await pilot.pause()
+    await export_and_package(pilot, app, 600)
+    await choose_test_image(pilot, app, test_image)
 
     # Deploy blue: a new endpoint; the timeline shows the states Azure ML reported, the log the container's lines
     await goto_next(pilot, app, "deploy")
