@@ -378,6 +378,7 @@ class _Run:
         self.latencies: list[float] = []
         self.deadline = 0.0
         self.stopped = "completed"
+        self._reported: tuple[int, int] | None = None     # (ok, errors) of the last progress line
         self.connections = [_Connection(target, spec.timeout_s)
                             for _ in range(min(spec.concurrency, spec.requests))]
         self.warmed = 0                           # connections done with their warm-up request
@@ -439,6 +440,9 @@ class _Run:
             return
         with self.lock:
             ok, errors = self.ok, sum(self.errors.values())
+        if (ok, errors) == self._reported:          # nothing new since the last line
+            return
+        self._reported = (ok, errors)
         try:
             self.progress(ok + errors, self.spec.requests, ok, errors)
         except Exception:
