@@ -52,14 +52,14 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
             return EventText(f"layer {layer}: {text}", prefix=f"[{step}] ")
         case LayerProgress(status="done", layer=layer, direction=direction, current=current, total=total, step=step):
             moved = current if current is not None else total
-            size = f" ({_megabytes(moved)})" if moved is not None else ""
+            size = f" ({size_text(moved)})" if moved is not None else ""
             return EventText(f"layer {layer}: {'sent' if direction == 'push' else 'received'}{size}",
                              prefix=f"[{step}] ")
         case LayerProgress() if not with_replaceable_progress:
             return None
         case LayerProgress(layer=layer, status=status, current=current, total=total, step=step):
-            amount = f" {_megabytes(current)}" if current is not None else ""
-            amount += f" of {_megabytes(total)}" if total is not None and current is not None else ""
+            amount = f" {size_text(current)}" if current is not None else ""
+            amount += f" of {size_text(total)}" if total is not None and current is not None else ""
             return EventText(f"layer {layer}: {status}{amount}", prefix=f"[{step}] ")
         case StepFinished(step=step, summary=summary, skipped=skipped):
             return EventText(f"✔ {step}: {summary}" + (" (already done)" if skipped else ""), "ok")
@@ -70,5 +70,6 @@ def describe_event(event: Event, *, with_replaceable_progress: bool = True) -> E
     return None
 
 
-def _megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"
+def size_text(count: int) -> str:
+    """A byte count as people read it: MB from one megabyte on, kB below (a model repository can be a few kB)."""
+    return f"{count / 1e6:.1f} MB" if count >= 1_000_000 else f"{count / 1e3:.1f} kB"

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from cvtriton_core.adapters import sdk_output
 from cvtriton_core.adapters.azureml_errors import AzureMLError, failure_of, user_error
@@ -66,6 +67,7 @@ class UploadWatcher(logging.Handler):
         self._pending: dict[int, tuple[str, int, bool]] = {}     # thread -> (url, bytes, completes a file)
         self._lock = threading.Lock()
         self.bytes_sent = self.files_sent = 0
+        self._stored: set[str] = set()                          # the blob paths of the files stored so far
         self.storage_status: int | None = None                 # the last blob request's answer
         self.storage_host = ""
 
@@ -82,7 +84,10 @@ class UploadWatcher(logging.Handler):
             method = _METHOD.search(text)
             length = _LENGTH.search(text)
             query = url.group(1).partition("?")[2]
-            writes = method is not None and method.group(1) == "PUT" and "comp=metadata" not in query \
+            blob = unquote(url.group(1).partition("?")[0])
+            # a PUT of one of the repository's files (the SDK also writes blobs of its own, e.g. a marker)
+            ours = any(blob.endswith("/" + name) for name in self.sizes)
+            writes = ours and method is not None and method.group(1) == "PUT" and "comp=metadata" not in query \
                 and "restype=" not in query
             commit = "comp=blocklist" in query             # a big file's blocks put together: no file bytes
             data = int(length.group(1)) if (writes and length and not commit) else 0
@@ -102,7 +107,9 @@ class UploadWatcher(logging.Handler):
             if not 200 <= self.storage_status < 300:
                 return
             self.bytes_sent += pending[1]
-            self.files_sent += 1 if pending[2] else 0
+            if pending[2]:                  # a file written again (the SDK may) still counts once
+                self._stored.add(unquote(pending[0].partition("?")[0]))
+            self.files_sent = len(self._stored)
             sent, files = min(self.bytes_sent, self.total), self.files_sent
         if self._on_progress is not None and (pending[1] or pending[2]):
             try:

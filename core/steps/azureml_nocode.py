@@ -26,6 +26,7 @@ from typing import Any
 
 from cvtriton_core.deployment_mode import DEPLOYMENT_MODES, IMAGE_STEPS, NO_CODE
 from cvtriton_core.errors import UserError
+from cvtriton_core.event_text import size_text
 from cvtriton_core.pipeline import StepContext
 from cvtriton_core.settings import BOOLEANS, Settings
 from cvtriton_core.steps.azureml_state import STATE_MODEL_ASSET
@@ -141,14 +142,14 @@ async def register(ctx: StepContext, az: Any, repo: Path, plan: AssetPlan) -> tu
         return existing, None
 
     def progress(sent: int, total: int, files: int, count: int) -> None:
-        ctx.progress(f"Uploading the model repository: {files}/{count} files, {sent / 1e6:.1f}/{total / 1e6:.1f} MB",
+        ctx.progress(f"Uploading the model repository: {files}/{count} files, {size_text(sent)} of {size_text(total)}",
                      done=sent, total=total)
 
     ctx.progress(f"Registering model asset {plan.name}:{plan.version} (version from {plan.origin})")
     asset, upload = await in_daemon_thread(az.register_triton_model, plan.name, plan.version, repo, tags=plan.tags,
                                            description="Triton model repository (cvtriton-tui)", on_progress=progress)
     if upload.bytes_sent:
-        ctx.log(f"uploaded {upload.files_sent} files ({upload.bytes_sent / 1e6:.2f} MB) to the workspace's "
+        ctx.log(f"uploaded {upload.files_sent} files ({size_text(upload.bytes_sent)}) to the workspace's "
                 f"default datastore; registered {asset.reference}")
     else:
         ctx.log(f"the workspace's datastore already had these files (same content hash): registered "

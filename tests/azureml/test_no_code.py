@@ -8,6 +8,7 @@ local target on the same repository) → a second deployment of the unchanged re
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -52,6 +53,9 @@ async def test_no_code_deploy_test_redeploy_delete(key, tmp_path, azure, workfol
     assert deployed.traffic == {"blue": 100}
     uploads = [e for e in events if isinstance(e, Progress) and e.message.startswith("Uploading the model repository")]
     assert uploads and uploads[-1].done == uploads[-1].total == deployed.uploaded_bytes
+    counts = [re.search(r"(\d+)/(\d+) files", e.message).groups() for e in uploads]
+    assert all(int(sent) <= int(count) for sent, count in counts), [e.message for e in uploads]
+    assert counts[-1][0] == counts[-1][1], [e.message for e in uploads]
     storage = [e.line for e in events if isinstance(e, LogLine) and e.source == "storage-initializer"]
     assert any(line.startswith("Downloading model " + deployed.model_asset) for line in storage), storage
     assert any("Model download completed" in line for line in storage), storage
