@@ -133,6 +133,10 @@ class CleanupPane(StepPane):
             select.value = chosen
         elif names:
             select.value = names[0]
+        if not names:         # nothing left to choose: no earlier read of an endpoint stays on screen
+            self.overview = None
+            self.query_one("#cleanup-detail", Static).update("")
+            self.query_one("#cleanup-deployment", Select).set_options([])
 
     def endpoint(self) -> str:
         select = self.query_one("#cleanup-endpoint", Select)

@@ -27,6 +27,7 @@ from cvtriton_core.redact import redact
 from cvtriton_core.steps.registry import RunOptions
 from cvtriton_tui.screens.base import StepPane
 from cvtriton_tui.screens.pickers import IMAGE_SUFFIXES, PathPicker
+from cvtriton_tui.screens.state import no_code
 from cvtriton_tui.widgets.event_log import EventLog
 from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.progress_panel import ProgressPanel
@@ -41,6 +42,8 @@ MAX_CONCURRENCY = 64        # more client threads than this on one machine measu
 SOURCE = "the local Triton on this machine"
 NO_IMAGE = ("No Triton image built in this run — build it on Package & build (\"Also build the Triton image\" "
             "for the Local target), then come back.")
+NO_IMAGE_NO_CODE = ("No-code deployment (DEPLOYMENT_MODE): no Triton image is built; the local Triton serves the "
+                    "same repository Azure ML's own Triton will.")
 
 
 def built_image(run_dir: Path) -> tuple[str, str] | None:
@@ -154,7 +157,8 @@ class LocalTestPane(StepPane):
         self.query_one("#server-container", MarkedRadioButton).disabled = image is None and choice != "container"
         note = self.query_one("#server-note", Static)
         if image is None:
-            note.update(Text(NO_IMAGE, style="yellow" if choice == "container" else "dim"))
+            missing = NO_IMAGE_NO_CODE if no_code(self.state) else NO_IMAGE
+            note.update(Text(missing, style="yellow" if choice == "container" else "dim"))
         elif choice == "container":
             note.update(Text(f"Runs image {image[1]} ({image[0][7:19]}) with ports on 127.0.0.1 only; the "
                              "container is removed when the test ends.", style="dim"))
@@ -214,7 +218,7 @@ class LocalTestPane(StepPane):
 
     def _problem(self) -> str | None:
         if self.state.test_server == "container" and built_image(self.state.run_dir) is None:
-            return NO_IMAGE
+            return NO_IMAGE_NO_CODE if no_code(self.state) else NO_IMAGE
         return (image_problem(self.state.image_path) or requests_problem(self.state.requests)
                 or concurrency_problem(self.state.concurrency))
 

@@ -55,7 +55,7 @@ AFTER_CANCEL = {
 class PackagePane(StepPane):
     step_id = "package"
     intro = ("Imports the model, verifies it with onnxruntime and writes the Triton model repository with an "
-             "explicit config.pbtxt. For Azure (and for Local when chosen below) it then writes the Dockerfile, "
+             "explicit config.pbtxt. For Azure in container mode (and for Local when chosen below) it then writes the Dockerfile, "
              "builds the Triton image and pushes it to IMAGE_REGISTRY.")
     DEFAULT_CSS = """
     PackagePane #package-files { width: 1fr; height: auto; }

@@ -294,6 +294,7 @@ async def walk(pilot: Any, app: WizardApp, azure: Any, test_image: Path, endpoin
     assert endpoint not in azure.arm.endpoints and not [k for k in azure.arm.deployments if k[0] == endpoint]
     assert "Deleted" in log_text(cleanup.query_one("#cleanup-log", EventLog))
     await wait_for(pilot, lambda: "No endpoint created by this tool exists" in shown(listed), 30, "the new listing")
+    assert shown(detail) == "", shown(detail)          # the deleted endpoint's last read is not shown any more
     assert not docker_api.containers(all=True, filters={"label": f"cvtriton.standin.emulator={azure.arm.id}"})
 
 

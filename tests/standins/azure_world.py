@@ -108,10 +108,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Run the offline Azure ML stand-ins until Ctrl-C.")
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies probe and back-off durations")
+    parser.add_argument("--triton-image", default="",
+                        help="the image no-code deployments run as Azure ML's own Triton (e.g. the stand-in base image "
+                             "`python -m cvtriton_standins.triton_base_image` prints); without it they fail as "
+                             "the emulator reports")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with AzureWorld(args.folder, time_scale=args.time_scale) as world:
+        world.arm.triton_image = args.triton_image
         for name, value in {**world.env(), **world.settings()}.items():
             print(f"export {name}={value}")
         print(f"# registry login server: {world.registry.login_server}", flush=True)

@@ -292,6 +292,7 @@ class CustomVisionEmulator:
 class _Handler(BaseHTTPRequestHandler):
     emulator: CustomVisionEmulator
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True     # headers and body are two writes: no wait for the client's delayed ACK
 
     def _serve(self, method: str) -> None:
         parts = urlsplit(self.path)
