@@ -34,6 +34,9 @@ async def test_wizard_no_code_deploy_test_cleanup(azure, test_image, tmp_path, k
                   "ENDPOINT_NAME": endpoint, "TRITON_ENSEMBLE": "true"}
         Path(".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         app = WizardApp(Path(".env"), Path("work"))
+        notes: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, **kw: (notes.append(str(message)), notify(message, **kw))[1]  # type: ignore
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.main.has_pane("cleanup"), 30, "the wizard to be built")
             assert app.state.target == "azure"

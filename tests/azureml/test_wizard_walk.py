@@ -71,6 +71,7 @@ async def confirm(pilot: Any, app: WizardApp) -> str:
 async def run_and_wait(pilot: Any, app: WizardApp, pane: Any, timeout: float, what: str) -> None:
     await wait_for(pilot, lambda: pane.running, 10, f"{what} to start")
     await wait_for(pilot, lambda: not pane.running, timeout, what)
+    await wait_for(pilot, lambda: not app.busy(), 10, f"the worker of {what} to end")   # F5 is refused until then
 
 
 async def goto_next(pilot: Any, app: WizardApp, step: str) -> None:
