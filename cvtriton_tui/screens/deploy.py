@@ -34,7 +34,6 @@ from cvtriton_tui.widgets.marked_radio import MarkedRadioButton
 from cvtriton_tui.widgets.timeline import Timeline
 
 
-
 def deploy_steps(mode: str) -> list[str]:
     """The core steps Deploy runs. Container mode pushes first (registry-login, push): the endpoint pulls only
     from the workspace's registry, and a push of an image the registry already has sends no layer again.
