@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import UserError
+from .model_repository import file_sha256
 
 #: The official Triton image this tool builds on: release 26.10 (CUDA 13.4, GPUs of compute capability
 #: 7.5 and later, e.g. T4; it also runs without a GPU). Release notes:
@@ -289,7 +290,7 @@ def write_build_context(model_dir: Path, dest: Path, spec: ImageSpec) -> BuildCo
     if problem:
         raise UserError(f"base image '{spec.base_image}' is not a valid image reference", f"use {problem}")
     front, entries = _front(model_dir, spec)
-    labels = image_labels(spec, _sha256_file(onnx))
+    labels = image_labels(spec, file_sha256(onnx))
     if front is not None:
         labels = dict(sorted({**labels, SCORING_PORT_LABEL: str(CUSTOMVISION_PORT), ROUTE_LABEL: front.route,
                               ENSEMBLE_LABEL: front.ensemble}.items()))
@@ -455,10 +456,3 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

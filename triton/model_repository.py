@@ -118,7 +118,8 @@ def render_config(info: ModelInfo, model_name: str, *, max_batch_size: int | Non
     return "\n".join(parts) + "\n"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB blocks: a model file can be larger than memory wants to hold."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -227,7 +228,7 @@ def write_repository(imported: _Imported, repo_dir: Path, model_name: str, model
     repo_dir = Path(repo_dir)
     target = repo_dir / model_name
     try:
-        digest = _sha256(Path(imported.onnx_path))
+        digest = file_sha256(Path(imported.onnx_path))
         if target.exists():
             if _same_entry(target, config, labels, digest, version):
                 return target

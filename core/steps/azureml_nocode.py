@@ -83,10 +83,12 @@ def repository_problem(repo: Path) -> tuple[str, str] | None:
 
 
 def repository_digest(repo: Path) -> str:
+    from cvtriton_triton.model_repository import file_sha256
+
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(repo).rglob("*") if p.is_file()):
         digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
